@@ -1,0 +1,9 @@
+"""skipconv_det: SkipConv (Singh & Namboodiri, IJCNN 2020) for MMDetection.
+
+Importing the package registers the ``SkipConv`` conv type on mmengine's root MODELS registry.
+"""
+from .ops import SKIP_PATTERNS, SkipConv2d, skip_conv2d, skip_density, skip_mask
+
+__version__ = '0.1.0'
+
+__all__ = ['SKIP_PATTERNS', 'SkipConv2d', 'skip_conv2d', 'skip_density', 'skip_mask', '__version__']

@@ -1,0 +1,3 @@
+from .skip_conv import SKIP_PATTERNS, SkipConv2d, skip_conv2d, skip_density, skip_mask
+
+__all__ = ['SKIP_PATTERNS', 'SkipConv2d', 'skip_conv2d', 'skip_density', 'skip_mask']

@@ -1,0 +1,318 @@
+# Copyright (c) skipconv_det contributors. Licensed under the Apache License 2.0.
+"""SkipConv: convolution computed only on a structured lattice of output positions.
+
+P. Singh, V. P. Namboodiri, "SkipConv: Skip Convolution for Computationally Efficient Deep CNNs", IJCNN 2020.
+https://ieeexplore.ieee.org/abstract/document/9207705
+
+The output equals ``F.conv2d(x, weight, bias, ...) * skip_mask(...)`` (exact zeros, bias included, at skipped
+positions), but the dense output is never computed. Every pattern keeps a union of period-2 sub-lattices of the
+output grid, and a sub-lattice is an ordinary convolution with twice the stride. We shift each sub-lattice onto
+the origin through the convolution's own (implicit) zero padding instead of slicing or padding the input, so the
+input is never copied; the only data movement left is writing the output once.
+"""
+import math
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.registry import MODELS
+from torch.nn.modules.utils import _pair
+
+# Each pattern splits the 2x2 cell of output positions (i % 2, j % 2) into phases; phase g is what channel group g
+# keeps when channels are shifted, and phase 0 is the pattern itself. A phase is a list of lattices (a, b):
+# rows i % 2 == a (every row if a is None) and columns j % 2 == b (every column if b is None).
+_PHASES = {
+    'checkerboard': (((0, 0), (1, 1)), ((0, 1), (1, 0))),
+    'row': (((0, None),), ((1, None),)),
+    'col': (((None, 0),), ((None, 1),)),
+    'grid': (((0, 0),), ((0, 1),), ((1, 0),), ((1, 1),)),
+    'none': (((None, None),),),
+}
+SKIP_PATTERNS = tuple(_PHASES)
+_DENSITY = {'checkerboard': 0.5, 'row': 0.5, 'col': 0.5, 'grid': 0.25, 'none': 1.0}
+
+IntOrPair = Union[int, Tuple[int, int]]
+
+
+def _check_pattern(skip_pattern: str) -> None:
+    if skip_pattern not in _PHASES:
+        raise ValueError(f'Unknown skip_pattern {skip_pattern!r}; use one of {", ".join(SKIP_PATTERNS)}.')
+
+
+def skip_density(skip_pattern: str) -> float:
+    """Fraction of output positions a pattern keeps (on an even-sized grid)."""
+    _check_pattern(skip_pattern)
+    return _DENSITY[skip_pattern]
+
+
+def skip_mask(skip_pattern: str,
+              out_channels: int,
+              height: int,
+              width: int,
+              shift_channels: bool = False,
+              device: Optional[torch.device] = None) -> torch.Tensor:
+    """The kept positions as a bool tensor of shape (out_channels, height, width), written from the SPEC's
+    formulas. The fast path never uses it; it defines the reference ``F.conv2d(...) * mask``."""
+    _check_pattern(skip_pattern)
+    i = torch.arange(height, device=device).view(1, -1, 1)
+    j = torch.arange(width, device=device).view(1, 1, -1)
+    num_phases = len(_PHASES[skip_pattern])
+    g = torch.zeros(out_channels, dtype=torch.long, device=device)
+    if shift_channels:
+        for phase, chans in enumerate(torch.arange(out_channels).tensor_split(num_phases)):
+            g[chans.to(g.device)] = phase
+    g = g.view(-1, 1, 1)
+    if skip_pattern == 'checkerboard':
+        keep = (i + j + g) % 2 == 0
+    elif skip_pattern == 'row':
+        keep = (i + g) % 2 == 0
+    elif skip_pattern == 'col':
+        keep = (j + g) % 2 == 0
+    elif skip_pattern == 'grid':
+        keep = (i % 2 == g // 2) & (j % 2 == g % 2)
+    else:
+        keep = torch.ones_like(i + j + g, dtype=torch.bool)
+    return keep.expand(out_channels, height, width)
+
+
+class _AxisPlan(NamedTuple):
+    """How one spatial axis of a sub-lattice maps onto a plain convolution."""
+    stride: int  # stride of the sub-lattice convolution
+    padding: int  # its symmetric zero padding
+    start: int  # first output of that convolution that belongs to the lattice
+    count: int  # number of lattice positions on this axis
+    index: slice  # where they go in the full output
+
+
+def _plan_axis(size: int, kernel: int, stride: int, dilation: int, pad_lo: int, out_size: int,
+               offset: Optional[int]) -> Optional[_AxisPlan]:
+    """Plan output positions ``offset, offset + 2, ...`` (all positions if offset is None) of one axis.
+
+    Output i reads input from ``i * stride - pad_lo``. With period m and conv stride m * stride, lattice
+    position t reads from ``(m t + offset) * stride - pad_lo``; a symmetric padding p of the small conv makes its
+    output t + e read from the same place when ``p = pad_lo - offset * stride + m * stride * e``. We take the
+    smallest e >= 0 that gives p >= 0 and enough outputs: the e extra leading outputs (and any trailing ones) see
+    only the padding we added and are dropped, so the input is never sliced or copied.
+    """
+    period = 1 if offset is None else 2
+    offset = offset or 0
+    count = len(range(offset, out_size, period))
+    if count == 0:
+        return None
+    step = period * stride
+    extent = dilation * (kernel - 1) + 1
+    e = 0
+    while True:
+        pad = pad_lo - offset * stride + step * e
+        if pad >= 0 and (size + 2 * pad - extent) // step + 1 >= e + count:
+            return _AxisPlan(step, pad, e, count, slice(offset, None, period))
+        e += 1
+
+
+def _resolve_padding(padding: Union[str, IntOrPair], kernel: Tuple[int, int],
+                     dilation: Tuple[int, int]) -> Tuple[Tuple[int, int], Tuple[int, int]]:
+    """Per-axis (low, high) zero padding, 'same' and 'valid' included (as F.conv2d resolves them)."""
+    if padding == 'valid':
+        return (0, 0), (0, 0)
+    if padding == 'same':
+        totals = [d * (k - 1) for k, d in zip(kernel, dilation)]
+        return tuple((t // 2, t - t // 2) for t in totals)
+    if isinstance(padding, str):
+        raise ValueError(f"Invalid padding string {padding!r}; use 'same', 'valid' or integers.")
+    ph, pw = _pair(padding)
+    return (ph, ph), (pw, pw)
+
+
+def _channel_blocks(c0: int, c1: int, out_channels: int, in_channels: int,
+                    groups: int) -> List[Tuple[int, int, int, int, int]]:
+    """Split output channels [c0, c1) of a grouped conv into blocks computable by one conv each.
+
+    Returns (out_start, out_stop, in_start, in_stop, groups) per block: a partial group at either end is a
+    groups=1 conv on that group's inputs; whole groups in between stay one grouped conv. No block computes a
+    channel outside [c0, c1).
+    """
+    if groups == 1 or (c0, c1) == (0, out_channels):
+        return [(c0, c1, 0, in_channels, groups)]
+    opg, ipg = out_channels // groups, in_channels // groups
+    blocks = []
+    c = c0
+    while c < c1:
+        g = c // opg
+        if c % opg == 0 and c1 >= (g + 1) * opg:
+            g_end = min(c1 // opg, groups)  # run of whole groups
+            blocks.append((c, g_end * opg, g * ipg, g_end * ipg, g_end - g))
+            c = g_end * opg
+        else:
+            stop = min(c1, (g + 1) * opg)
+            blocks.append((c, stop, g * ipg, (g + 1) * ipg, 1))
+            c = stop
+    return blocks
+
+
+class _Scatter(torch.autograd.Function):
+    """Write lattice results into a fresh output and zero the rest; each output element is written once.
+
+    Doing this in one Function keeps backward to plain strided reads of the output gradient (autograd's
+    in-place slice copies would clone the full gradient once per lattice).
+    """
+
+    @staticmethod
+    def forward(ctx, out_like, memory_format, zero_regions, regions, *parts):
+        shape, dtype, device = out_like
+        out = torch.empty(shape, dtype=dtype, device=device, memory_format=memory_format)
+        for region in zero_regions:
+            out[region].zero_()
+        for region, part in zip(regions, parts):
+            out[region].copy_(part)
+        ctx.regions = regions
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        return (None, None, None, None) + tuple(grad_out[region] for region in ctx.regions)
+
+
+def skip_conv2d(x: torch.Tensor,
+                weight: torch.Tensor,
+                bias: Optional[torch.Tensor] = None,
+                stride: IntOrPair = 1,
+                padding: Union[str, IntOrPair] = 0,
+                dilation: IntOrPair = 1,
+                groups: int = 1,
+                skip_pattern: str = 'checkerboard',
+                shift_channels: bool = False) -> torch.Tensor:
+    """Functional SkipConv: ``F.conv2d`` computed only on the pattern's output positions, zeros elsewhere.
+
+    Args:
+        x (Tensor): Input of shape (N, C_in, H, W), NCHW or channels_last; the output keeps its memory format.
+        weight (Tensor): Dense weight of shape (C_out, C_in // groups, kH, kW).
+        bias (Tensor, optional): Shape (C_out,). Added at kept positions only. Default: None.
+        stride, padding, dilation, groups: As in ``F.conv2d`` (padding may be 'same' or 'valid').
+        skip_pattern (str): One of 'checkerboard', 'row', 'col', 'grid', 'none', defined on the output grid.
+            Default: 'checkerboard'.
+        shift_channels (bool): Split the output channels into as many contiguous groups as the pattern has
+            phases and shift the pattern by one phase per group, so the groups together cover every position.
+            Default: False.
+
+    Returns:
+        Tensor: (N, C_out, H_out, W_out), equal to ``F.conv2d(...) * skip_mask(...)``.
+    """
+    _check_pattern(skip_pattern)
+    if x.dim() != 4:
+        raise ValueError(f'SkipConv expects a 4D input (N, C, H, W), got shape {tuple(x.shape)}; '
+                         'add a batch dimension with x.unsqueeze(0).')
+    if weight.dim() != 4:
+        raise ValueError(f'SkipConv expects a 4D weight (C_out, C_in // groups, kH, kW), got {tuple(weight.shape)}.')
+    out_channels = weight.shape[0]
+    in_channels = weight.shape[1] * groups
+    if x.shape[1] != in_channels:
+        raise ValueError(f'SkipConv got an input with {x.shape[1]} channels, but its weight expects '
+                         f'{in_channels} (= {weight.shape[1]} per group x {groups} groups); '
+                         'feed a tensor of shape (N, {in_channels}, H, W) or fix in_channels.')
+    stride, dilation = _pair(stride), _pair(dilation)
+    if skip_pattern == 'none':
+        return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+
+    kernel = tuple(weight.shape[2:])
+    pads = _resolve_padding(padding, kernel, dilation)
+    if isinstance(padding, str) and padding == 'same' and stride != (1, 1):
+        raise ValueError("padding='same' is not supported for strided convolutions (as in F.conv2d).")
+    size = tuple(x.shape[2:])
+    out_size = tuple((s + lo + hi - d * (k - 1) - 1) // st + 1
+                     for s, (lo, hi), k, st, d in zip(size, pads, kernel, stride, dilation))
+    if min(out_size) < 1:
+        raise ValueError(f'SkipConv: input of spatial size {size} with padding {padding} is smaller than the '
+                         f'dilated kernel {kernel} (dilation {dilation}); pad it or use a smaller kernel.')
+
+    phases = _PHASES[skip_pattern]
+    if shift_channels:
+        ranges = [(int(c[0]), int(c[-1]) + 1) if len(c) else (0, 0)
+                  for c in torch.arange(out_channels).tensor_split(len(phases))]
+    else:
+        ranges = [(0, out_channels)] + [(0, 0)] * (len(phases) - 1)
+
+    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    regions, parts, zero_regions = [], [], []
+    for phase, lattices in enumerate(phases):
+        c0, c1 = ranges[phase]
+        kept = slice(c0, c1)
+        for a, b in lattices:
+            plans = [_plan_axis(size[ax], kernel[ax], stride[ax], dilation[ax], pads[ax][0], out_size[ax], off)
+                     for ax, off in ((0, a), (1, b))]
+            if plans[0] is None or plans[1] is None:
+                continue  # the output is too small to hold this lattice
+            ph, pw = plans
+            # Everything this lattice does not compute is zero: channels outside [c0, c1).
+            for zero in ((0, c0), (c1, out_channels)) if c1 > c0 else ((0, out_channels),):
+                if zero[1] > zero[0]:
+                    zero_regions.append((slice(None), slice(*zero), ph.index, pw.index))
+            if c1 <= c0:
+                continue
+            for o0, o1, i0, i1, g in _channel_blocks(c0, c1, out_channels, in_channels, groups):
+                inp = x if (i0, i1) == (0, in_channels) else x[:, i0:i1]
+                out = F.conv2d(inp, weight[o0:o1], None if bias is None else bias[o0:o1], (ph.stride, pw.stride),
+                               (ph.padding, pw.padding), dilation, g)
+                parts.append(out[:, :, ph.start:ph.start + ph.count, pw.start:pw.start + pw.count])
+                regions.append((slice(None), slice(o0, o1), ph.index, pw.index))
+    out_like = ((x.shape[0], out_channels) + out_size, parts[0].dtype if parts else x.dtype, x.device)
+    return _Scatter.apply(out_like, memory_format, tuple(zero_regions), tuple(regions), *parts)
+
+
+@MODELS.register_module('SkipConv')
+class SkipConv2d(nn.Conv2d):
+    """A drop-in ``nn.Conv2d`` that computes its output only on a structured lattice of positions.
+
+    Weights and state_dict are exactly those of ``nn.Conv2d`` (a dense checkpoint loads into it and back); the
+    output is zero (bias included) outside the lattice, and the skipped positions cost no multiply-adds in the
+    forward or the backward pass. Registered as ``SkipConv`` for ``mmcv.cnn.build_conv_layer``:
+    ``conv_cfg=dict(type='SkipConv', skip_pattern='grid', shift_channels=True)``.
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode:
+            As in ``nn.Conv2d``. Non-zero padding modes pad explicitly first, as ``nn.Conv2d`` does.
+        skip_pattern (str): 'checkerboard' (keep (i + j) % 2 == 0), 'row' (i % 2 == 0), 'col' (j % 2 == 0),
+            'grid' (i and j even) or 'none' (plain convolution), on the output grid. Default: 'checkerboard'.
+        shift_channels (bool): Shift the pattern per contiguous output-channel group so the groups together
+            cover every position. Recommended with 'grid', which otherwise leaves positions dead through a
+            network. Default: False.
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 kernel_size: IntOrPair,
+                 stride: IntOrPair = 1,
+                 padding: Union[str, IntOrPair] = 0,
+                 dilation: IntOrPair = 1,
+                 groups: int = 1,
+                 bias: bool = True,
+                 padding_mode: str = 'zeros',
+                 device=None,
+                 dtype=None,
+                 skip_pattern: str = 'checkerboard',
+                 shift_channels: bool = False) -> None:
+        _check_pattern(skip_pattern)
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         padding_mode, device, dtype)
+        self.skip_pattern = skip_pattern
+        self.shift_channels = shift_channels
+
+    @property
+    def density(self) -> float:
+        """Fraction of output positions computed (on an even-sized output)."""
+        return _DENSITY[self.skip_pattern]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        padding = self.padding
+        if self.padding_mode != 'zeros':
+            if x.dim() == 4:
+                x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
+            padding = 0
+        return skip_conv2d(x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups,
+                           self.skip_pattern, self.shift_channels)
+
+    def extra_repr(self) -> str:
+        return (f'{super().extra_repr()}, skip_pattern={self.skip_pattern!r}, '
+                f'shift_channels={self.shift_channels}, density={self.density:g}')
