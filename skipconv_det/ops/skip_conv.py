@@ -151,18 +151,17 @@ def _channel_blocks(c0: int, c1: int, out_channels: int, in_channels: int,
 
 
 class _Scatter(torch.autograd.Function):
-    """Write lattice results into a fresh output and zero the rest; each output element is written once.
+    """Write lattice results into a zero-filled output.
 
-    Doing this in one Function keeps backward to plain strided reads of the output gradient (autograd's
-    in-place slice copies would clone the full gradient once per lattice).
+    One contiguous memset and strided copies beat filling the skipped positions one by one (a strided fill is
+    several times slower than a memset), and doing it in one Function keeps backward to strided reads of the
+    output gradient (autograd's in-place slice copies would clone the full gradient once per lattice).
     """
 
     @staticmethod
-    def forward(ctx, out_like, memory_format, zero_regions, regions, *parts):
+    def forward(ctx, out_like, memory_format, regions, *parts):
         shape, dtype, device = out_like
-        out = torch.empty(shape, dtype=dtype, device=device, memory_format=memory_format)
-        for region in zero_regions:
-            out[region].zero_()
+        out = torch.empty(shape, dtype=dtype, device=device, memory_format=memory_format).zero_()
         for region, part in zip(regions, parts):
             out[region].copy_(part)
         ctx.regions = regions
@@ -170,7 +169,7 @@ class _Scatter(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
-        return (None, None, None, None) + tuple(grad_out[region] for region in ctx.regions)
+        return (None, None, None) + tuple(grad_out[region] for region in ctx.regions)
 
 
 def skip_conv2d(x: torch.Tensor,
@@ -234,22 +233,17 @@ def skip_conv2d(x: torch.Tensor,
 
     channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    regions, parts, zero_regions = [], [], []
+    regions, parts = [], []
     for phase, lattices in enumerate(phases):
         c0, c1 = ranges[phase]
-        kept = slice(c0, c1)
+        if c1 <= c0:
+            continue  # no channel keeps this phase: it stays zero
         for a, b in lattices:
             plans = [_plan_axis(size[ax], kernel[ax], stride[ax], dilation[ax], pads[ax][0], out_size[ax], off)
                      for ax, off in ((0, a), (1, b))]
             if plans[0] is None or plans[1] is None:
                 continue  # the output is too small to hold this lattice
             ph, pw = plans
-            # Everything this lattice does not compute is zero: channels outside [c0, c1).
-            for zero in ((0, c0), (c1, out_channels)) if c1 > c0 else ((0, out_channels),):
-                if zero[1] > zero[0]:
-                    zero_regions.append((slice(None), slice(*zero), ph.index, pw.index))
-            if c1 <= c0:
-                continue
             for o0, o1, i0, i1, g in _channel_blocks(c0, c1, out_channels, in_channels, groups):
                 inp = x if (i0, i1) == (0, in_channels) else x[:, i0:i1]
                 out = F.conv2d(inp, weight[o0:o1], None if bias is None else bias[o0:o1], (ph.stride, pw.stride),
@@ -257,7 +251,7 @@ def skip_conv2d(x: torch.Tensor,
                 parts.append(out[:, :, ph.start:ph.start + ph.count, pw.start:pw.start + pw.count])
                 regions.append((slice(None), slice(o0, o1), ph.index, pw.index))
     out_like = ((x.shape[0], out_channels) + out_size, parts[0].dtype if parts else x.dtype, x.device)
-    return _Scatter.apply(out_like, memory_format, tuple(zero_regions), tuple(regions), *parts)
+    return _Scatter.apply(out_like, memory_format, tuple(regions), *parts)
 
 
 @MODELS.register_module('SkipConv')

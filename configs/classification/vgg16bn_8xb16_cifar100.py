@@ -1,0 +1,10 @@
+# VGG-16 (BN) on CIFAR-100, from scratch. mmpretrain's CIFAR-100 data pipeline (as CIFAR-10's, with CIFAR-100
+# normalisation) and its CIFAR-100 schedule (see ./_base_/schedules/cifar100_bs128.py).
+_base_ = [
+    './_base_/models/vgg16bn_cifar.py',
+    'mmpretrain::_base_/datasets/cifar100_bs16.py',
+    './_base_/schedules/cifar100_bs128.py',
+    'mmpretrain::_base_/default_runtime.py',
+]
+
+model = dict(head=dict(num_classes=100))

@@ -1,0 +1,3 @@
+from .complexity import dummy_det_inputs, get_model_complexity, measure_latency, model_latency
+
+__all__ = ['dummy_det_inputs', 'get_model_complexity', 'measure_latency', 'model_latency']

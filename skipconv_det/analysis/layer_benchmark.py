@@ -1,0 +1,120 @@
+"""Layer speed of SkipConv2d against the faster of NCHW and channels_last nn.Conv2d, in one run.
+
+Both layouts of the dense convolution are timed because either can win depending on the shape and the backend;
+a skip convolution only counts as faster if it beats the better one.
+"""
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from ..ops.skip_conv import skip_conv2d, skip_density
+from .complexity import measure_latency
+
+# (channels, height, width) of the 3x3 convs in the four ResNet-50 stages (and the FPN outputs' 256-channel
+# levels) for an 800x1344 input.
+SHAPE_PRESETS: Dict[str, Tuple[Tuple[int, int, int, int], ...]] = {
+    # (in_channels, out_channels, height, width)
+    'resnet50-3x3': ((64, 64, 200, 336), (128, 128, 100, 168), (256, 256, 50, 84), (512, 512, 25, 42)),
+    'resnet50-1x1': ((256, 64, 200, 336), (64, 256, 200, 336), (512, 128, 100, 168), (1024, 256, 50, 84),
+                     (2048, 512, 25, 42)),
+    'fpn-3x3': ((256, 256, 200, 336), (256, 256, 100, 168), (256, 256, 50, 84), (256, 256, 25, 42)),
+}
+LAYOUTS = {'nchw': torch.contiguous_format, 'channels_last': torch.channels_last}
+
+
+def _timed_conv(conv, x, weight, bias, backward: bool, **timing):
+    """Median time of ``conv(x, weight, bias)``, with its backward pass if asked."""
+    if not backward:
+        with torch.no_grad():
+            return measure_latency(lambda: conv(x, weight, bias), device=x.device, **timing)['median_ms']
+    x, weight, bias = (t.detach().requires_grad_() for t in (x, weight, bias))
+    grad = torch.randn_like(conv(x, weight, bias))
+
+    def step():
+        out = conv(x, weight, bias)
+        x.grad = weight.grad = bias.grad = None
+        out.backward(grad)
+
+    return measure_latency(step, device=x.device, **timing)['median_ms']
+
+
+def benchmark_layer(in_channels: int,
+                    out_channels: int,
+                    height: int,
+                    width: int,
+                    kernel_size: int = 3,
+                    stride: int = 1,
+                    patterns: Sequence[Tuple[str, bool]] = (('checkerboard', False), ('grid', True)),
+                    backward: bool = False,
+                    batch: int = 1,
+                    device: str = 'cpu',
+                    dtype: torch.dtype = torch.float32,
+                    **timing) -> List[dict]:
+    """Time one layer shape: dense in both layouts, then each (pattern, shift_channels) in both layouts.
+
+    Args:
+        in_channels, out_channels, height, width, kernel_size, stride: The layer and its input size.
+        patterns: ``(skip_pattern, shift_channels)`` pairs to time.
+        backward (bool): Time forward + backward (input, weight and bias gradients). Default: False.
+        batch (int): Batch size. Default: 1.
+        device (str): 'cpu' or 'cuda'. Default: 'cpu'.
+        dtype (torch.dtype): Default: float32.
+        **timing: ``warmup``, ``repeats``, ``num_threads`` of :func:`measure_latency`.
+
+    Returns:
+        list[dict]: One row per pattern with the dense and skip times (ms, median) per layout, the speedup of
+        the best skip layout over the best dense layout, and the density limit ``1 / density``.
+    """
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, in_channels, height, width, generator=gen).to(device, dtype)
+    weight = torch.randn(out_channels, in_channels, kernel_size, kernel_size, generator=gen).to(device, dtype)
+    bias = torch.randn(out_channels, generator=gen).to(device, dtype)
+    padding = kernel_size // 2
+    inputs = {name: x.contiguous(memory_format=fmt) for name, fmt in LAYOUTS.items()}
+
+    def time_layouts(conv):
+        return {name: _timed_conv(conv, inp, weight, bias, backward, **timing) for name, inp in inputs.items()}
+
+    dense = time_layouts(lambda x, w, b: F.conv2d(x, w, b, stride, padding))
+    rows = []
+    for pattern, shift in patterns:
+        skip = time_layouts(lambda x, w, b: skip_conv2d(x, w, b, stride, padding, 1, 1, pattern, shift))
+        rows.append(
+            dict(
+                shape=(in_channels, out_channels, height, width),
+                kernel_size=kernel_size,
+                stride=stride,
+                batch=batch,
+                mode='fwd+bwd' if backward else 'fwd',
+                skip_pattern=pattern,
+                shift_channels=shift,
+                dense_ms=dense,
+                skip_ms=skip,
+                speedup=min(dense.values()) / min(skip.values()),
+                limit=1 / skip_density(pattern)))
+    return rows
+
+
+def benchmark_layers(shapes: Iterable[Tuple[int, int, int, int]], kernel_size: int = 3, **kwargs) -> List[dict]:
+    """:func:`benchmark_layer` over ``(in_channels, out_channels, height, width)`` shapes."""
+    rows = []
+    for cin, cout, h, w in shapes:
+        rows += benchmark_layer(cin, cout, h, w, kernel_size, **kwargs)
+    return rows
+
+
+def format_layer_table(rows: List[dict]) -> str:
+    """A markdown table of :func:`benchmark_layer` rows."""
+    lines = [
+        '| layer (Cin→Cout @ HxW, k, s) | pass | pattern | dense NCHW ms | dense CL ms | skip NCHW ms | skip CL ms '
+        '| speedup vs best dense | limit |', '|' + '---|' * 9
+    ]
+    for r in rows:
+        cin, cout, h, w = r['shape']
+        pattern = r['skip_pattern'] + ('+shift' if r['shift_channels'] else '')
+        lines.append(f"| {cin}→{cout} @ {h}x{w}, {r['kernel_size']}x{r['kernel_size']}, s{r['stride']} "
+                     f"| {r['mode']} | {pattern} | {r['dense_ms']['nchw']:.1f} | {r['dense_ms']['channels_last']:.1f} "
+                     f"| {r['skip_ms']['nchw']:.1f} | {r['skip_ms']['channels_last']:.1f} "
+                     f"| ×{r['speedup']:.2f} | ×{r['limit']:.0f} |")
+    return '\n'.join(lines)

@@ -1,0 +1,224 @@
+"""SkipConv2d / skip_conv2d against the SPEC's reference ``F.conv2d(...) * mask``, forward and gradients."""
+import itertools
+import os
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from skipconv_det import SKIP_PATTERNS, SkipConv2d, skip_conv2d, skip_mask
+
+DEVICES = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
+if os.environ.get('TORCH_DEVICE'):
+    DEVICES = [os.environ['TORCH_DEVICE']]
+TOL = {torch.float64: 1e-10, torch.float32: 1e-4, torch.bfloat16: 5e-2, torch.float16: 5e-3}
+
+
+def reference(x, weight, bias, stride, padding, dilation, groups, pattern, shift):
+    y = F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+    return y * skip_mask(pattern, y.shape[1], y.shape[2], y.shape[3], shift, device=y.device).to(y.dtype)
+
+
+def assert_matches_reference(x, weight, bias, stride=1, padding=0, dilation=1, groups=1,
+                             pattern='checkerboard', shift=False, check_grad=True):
+    """Forward and input/weight/bias gradients of skip_conv2d equal the reference."""
+    tol = TOL[x.dtype]
+    leaves = [t.detach().clone().requires_grad_(check_grad) if t is not None else None for t in (x, weight, bias)]
+    ref_leaves = [t.detach().clone().requires_grad_(check_grad) if t is not None else None for t in (x, weight, bias)]
+    out = skip_conv2d(*leaves, stride, padding, dilation, groups, pattern, shift)
+    ref = reference(*ref_leaves, stride, padding, dilation, groups, pattern, shift)
+    assert out.shape == ref.shape and out.dtype == ref.dtype
+    scale = ref.abs().max().item() if ref.numel() else 1.0
+    torch.testing.assert_close(out, ref, rtol=tol, atol=tol * max(scale, 1.0))
+    # Skipped positions are exact zeros, not just small.
+    mask = skip_mask(pattern, ref.shape[1], ref.shape[2], ref.shape[3], shift, device=ref.device)
+    assert (out.detach()[:, ~mask] == 0).all()
+    if not check_grad or out.numel() == 0:
+        return out
+    grad = torch.randn_like(ref)
+    out.backward(grad)
+    ref.backward(grad)
+    for got, want in zip(leaves, ref_leaves):
+        if got is not None:
+            gscale = max(want.grad.abs().max().item(), 1.0) if want.grad.numel() else 1.0
+            torch.testing.assert_close(got.grad, want.grad, rtol=tol, atol=tol * gscale)
+    return out
+
+
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('shift', [False, True])
+@pytest.mark.parametrize('pattern', SKIP_PATTERNS)
+@pytest.mark.parametrize('kernel,stride', list(itertools.product([1, 3, 5, 7], [1, 2])))
+def test_matches_reference_over_geometry(device, kernel, stride, pattern, shift):
+    """Every padding 0..3, dilation 1/2, groups 1/2/depthwise, bias on/off, odd and even sizes."""
+    gen = torch.Generator().manual_seed(kernel * 10 + stride)
+    for padding, dilation, (cin, cout, groups) in itertools.product(
+            range(4), [1, 2], [(4, 6, 1), (4, 6, 2), (6, 6, 6)]):
+        bias = padding % 2 == 0
+        h, w = (9, 12) if dilation == 1 else (8, 7)
+        extent = dilation * (kernel - 1) + 1
+        if h + 2 * padding < extent or w + 2 * padding < extent:
+            continue
+        x = torch.randn(2, cin, h, w, generator=gen, dtype=torch.float64).to(device)
+        weight = torch.randn(cout, cin // groups, kernel, kernel, generator=gen, dtype=torch.float64).to(device)
+        b = torch.randn(cout, generator=gen, dtype=torch.float64).to(device) if bias else None
+        assert_matches_reference(x, weight, b, stride, padding, dilation, groups, pattern, shift)
+
+
+@pytest.mark.parametrize('pattern', SKIP_PATTERNS)
+@pytest.mark.parametrize('size', [(1, 1), (1, 2), (2, 1), (2, 2), (3, 3), (1, 5)])
+def test_tiny_outputs(pattern, size):
+    """1x1 outputs and single rows/columns, where some lattices are empty."""
+    x = torch.randn(3, 5, *size, dtype=torch.float64)
+    for shift in (False, True):
+        assert_matches_reference(x, torch.randn(7, 5, 3, 3, dtype=torch.float64), torch.randn(7, dtype=torch.float64),
+                                 padding=1, pattern=pattern, shift=shift)
+        assert_matches_reference(x, torch.randn(7, 5, *size, dtype=torch.float64), None, pattern=pattern,
+                                 shift=shift)
+
+
+@pytest.mark.parametrize('pattern', SKIP_PATTERNS)
+@pytest.mark.parametrize('kernel,dilation', [(1, 1), (2, 1), (3, 1), (4, 1), (3, 2), (4, 2)])
+def test_padding_same(pattern, kernel, dilation):
+    """'same' (asymmetric for even extents) and 'valid' strings, as nn.Conv2d accepts them."""
+    x = torch.randn(2, 3, 7, 10, dtype=torch.float64)
+    w = torch.randn(4, 3, kernel, kernel, dtype=torch.float64)
+    for padding in ('same', 'valid'):
+        out = assert_matches_reference(x, w, None, 1, padding, dilation, 1, pattern, True)
+        if padding == 'same':
+            assert out.shape[2:] == x.shape[2:]
+
+
+@pytest.mark.parametrize('batch', [0, 1, 3])
+@pytest.mark.parametrize('pattern', SKIP_PATTERNS)
+def test_batch_sizes(batch, pattern):
+    x = torch.randn(batch, 4, 10, 9, dtype=torch.float64)
+    out = assert_matches_reference(x, torch.randn(8, 4, 3, 3, dtype=torch.float64),
+                                   torch.randn(8, dtype=torch.float64), padding=1, pattern=pattern)
+    assert out.shape == (batch, 8, 10, 9)
+
+
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('pattern', SKIP_PATTERNS)
+@pytest.mark.parametrize('stride', [1, 2])
+def test_channels_last_keeps_memory_format(device, pattern, stride):
+    x = torch.randn(2, 8, 12, 11, dtype=torch.float64, device=device).to(memory_format=torch.channels_last)
+    w = torch.randn(16, 8, 3, 3, dtype=torch.float64, device=device)
+    for shift in (False, True):
+        out = assert_matches_reference(x, w, torch.randn(16, dtype=torch.float64, device=device), stride, 1,
+                                       pattern=pattern, shift=shift)
+        assert out.is_contiguous(memory_format=torch.channels_last)
+    assert skip_conv2d(x.contiguous(), w, None, stride, 1, skip_pattern=pattern).is_contiguous()
+
+
+def _dtypes(device):
+    return [torch.float32, torch.float64, torch.bfloat16] + ([torch.float16] if device == 'cuda' else [])
+
+
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('pattern', SKIP_PATTERNS)
+def test_dtypes(device, pattern):
+    for dtype in _dtypes(device):
+        x = torch.randn(2, 8, 13, 16, device=device).to(dtype)
+        w = (torch.randn(8, 8, 3, 3, device=device) * 0.1).to(dtype)
+        b = torch.randn(8, device=device).to(dtype)
+        out = assert_matches_reference(x, w, b, 1, 1, pattern=pattern, shift=True)
+        assert out.dtype == dtype
+
+
+@pytest.mark.parametrize('padding_mode', ['zeros', 'reflect', 'replicate', 'circular'])
+@pytest.mark.parametrize('pattern', SKIP_PATTERNS)
+def test_module_matches_conv2d_padding_modes(padding_mode, pattern):
+    conv = nn.Conv2d(4, 6, 3, stride=1, padding=2, dilation=2, padding_mode=padding_mode).double()
+    skip = SkipConv2d(4, 6, 3, stride=1, padding=2, dilation=2, padding_mode=padding_mode,
+                      skip_pattern=pattern, shift_channels=True).double()
+    skip.load_state_dict(conv.state_dict())
+    x = torch.randn(2, 4, 9, 10, dtype=torch.float64)
+    ref = conv(x)
+    ref = ref * skip_mask(pattern, 6, ref.shape[2], ref.shape[3], True)
+    torch.testing.assert_close(skip(x), ref)
+
+
+def test_state_dict_round_trip_with_conv2d():
+    conv = nn.Conv2d(3, 5, 3, padding=1, groups=1)
+    skip = SkipConv2d(3, 5, 3, padding=1, skip_pattern='grid', shift_channels=True)
+    assert list(skip.state_dict()) == list(conv.state_dict())
+    skip.load_state_dict(conv.state_dict())
+    back = nn.Conv2d(3, 5, 3, padding=1)
+    back.load_state_dict(skip.state_dict())
+    for key, value in conv.state_dict().items():
+        assert torch.equal(back.state_dict()[key], value)
+    assert isinstance(skip, nn.Conv2d)
+
+
+def test_pattern_none_is_plain_conv():
+    conv = nn.Conv2d(3, 5, 3, stride=2, padding=1)
+    skip = SkipConv2d(3, 5, 3, stride=2, padding=1, skip_pattern='none')
+    skip.load_state_dict(conv.state_dict())
+    x = torch.randn(2, 3, 11, 12)
+    assert torch.equal(skip(x), conv(x))
+
+
+def test_extra_repr_shows_pattern_and_density():
+    text = repr(SkipConv2d(3, 5, 3, skip_pattern='grid', shift_channels=True))
+    assert "skip_pattern='grid'" in text and 'shift_channels=True' in text and 'density=0.25' in text
+    assert 'density=0.5' in repr(SkipConv2d(3, 5, 3))
+
+
+def test_skipped_work_is_not_computed():
+    """The default path issues only sub-lattice convolutions: their output area is the kept area."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class ConvOutputs(TorchDispatchMode):
+
+        def __init__(self):
+            super().__init__()
+            self.outputs = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if func.overloadpacket == torch.ops.aten.convolution:
+                self.outputs.append(out.shape)
+            return out
+
+    x = torch.randn(1, 8, 33, 41)
+    w = torch.randn(8, 8, 3, 3)
+    for pattern, shift, density in [('checkerboard', False, 1 / 2), ('grid', False, 1 / 4), ('row', True, 1 / 2),
+                                    ('grid', True, 1 / 4), ('checkerboard', True, 1 / 2)]:
+        with ConvOutputs() as mode:
+            skip_conv2d(x, w, None, 1, 1, skip_pattern=pattern, shift_channels=shift)
+        computed = sum(s[1] * s[2] * s[3] for s in mode.outputs)
+        dense = 8 * 33 * 41
+        # Within the one extra row/column some lattices compute to keep the input uncopied.
+        assert density * dense <= computed <= density * dense * (1 + 1 / 16 + 1 / 20 + 1 / 320) + 8, pattern
+
+
+class TestErrors:
+
+    def test_unknown_pattern_lists_valid_ones(self):
+        with pytest.raises(ValueError, match='checkerboard, row, col, grid, none'):
+            SkipConv2d(3, 4, 3, skip_pattern='diagonal')
+        with pytest.raises(ValueError, match='Unknown skip_pattern'):
+            skip_conv2d(torch.randn(1, 3, 5, 5), torch.randn(4, 3, 3, 3), skip_pattern='diagonal')
+
+    @pytest.mark.parametrize('shape', [(3, 8, 8), (1, 1, 3, 8, 8)])
+    def test_non_4d_input(self, shape):
+        with pytest.raises(ValueError, match='4D input'):
+            SkipConv2d(3, 4, 3)(torch.randn(*shape))
+
+    def test_channel_mismatch(self):
+        with pytest.raises(ValueError, match='5 channels.*expects 3'):
+            SkipConv2d(3, 4, 3)(torch.randn(1, 5, 8, 8))
+
+    def test_input_smaller_than_kernel(self):
+        with pytest.raises(ValueError, match='smaller than the dilated kernel'):
+            SkipConv2d(3, 4, 5)(torch.randn(1, 3, 3, 3))
+
+    def test_bad_padding(self):
+        with pytest.raises(ValueError, match="Invalid padding string"):
+            skip_conv2d(torch.randn(1, 3, 8, 8), torch.randn(4, 3, 3, 3), padding='full')
+        with pytest.raises(ValueError, match="padding='same' is not supported for strided"):
+            skip_conv2d(torch.randn(1, 3, 8, 8), torch.randn(4, 3, 3, 3), stride=2, padding='same')
+        with pytest.raises(ValueError, match='padding_mode'):
+            SkipConv2d(3, 4, 3, padding_mode='mirror')
