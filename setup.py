@@ -25,6 +25,9 @@ setup(
         'mmpretrain==1.2.0',
         'pycocotools',
         'numpy',
+        # mmengine resolves `mmdet::`/`mmpretrain::` config paths with pkg_resources, which setuptools 81
+        # removed; torch 2.14 needs setuptools >= 77.0.3.
+        'setuptools>=77.0.3,<81',
     ],
     extras_require={'tests': ['pytest', 'hypothesis']},
     license='Apache License 2.0',

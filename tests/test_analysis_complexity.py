@@ -13,8 +13,8 @@ DEMO_SKIPCONV = 'configs/demo/faster-rcnn_r18-w32-scratch-skipconv_fpn_synthetic
 
 def analytic_flops(model, inputs):
     """FLOPs counted by hand from one forward: each conv's multiply-adds at the output positions it keeps
-    (every position for nn.Conv2d, ``skip_mask`` for SkipConv2d, i.e. the SPEC's definition), plus one FLOP per
-    element for each eval-mode BatchNorm (mmengine's convention)."""
+    (every position for nn.Conv2d, ``skip_mask`` for SkipConv2d, i.e. the SPEC's definition), plus two FLOPs per
+    element for each eval-mode affine BatchNorm (mmengine's convention: scale and shift)."""
     total = []
 
     def conv_hook(conv, args, out):
@@ -27,12 +27,13 @@ def analytic_flops(model, inputs):
         total.append(kept * per_output)
 
     def bn_hook(bn, args, out):
-        total.append(out.numel())
+        total.append(2 * out.numel())
 
     handles = [m.register_forward_hook(conv_hook) for m in model.modules() if type(m) in (nn.Conv2d, SkipConv2d)]
     handles += [m.register_forward_hook(bn_hook) for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    model.eval()  # (mmdet's ResNet.train() returns None, so no chaining)
     with torch.no_grad():
-        model.eval()(inputs)
+        model(inputs)
     for handle in handles:
         handle.remove()
     return sum(total)
@@ -99,8 +100,9 @@ def test_demo_detector_flops_per_component(demo_models):
     assert dense['total'] == sum(v for k, v in dense.items() if k != 'total')
     analytic = {}
     for name, model in demo_models.items():
+        model.eval()
         with torch.no_grad():
-            feats = model.eval().backbone(inputs)
+            feats = model.backbone(inputs)
         analytic[name] = dict(backbone=analytic_flops(model.backbone, inputs), neck=analytic_flops(model.neck, feats))
     assert dense['backbone'] == analytic['dense']['backbone']
     assert skip['backbone'] == analytic['skipconv']['backbone']

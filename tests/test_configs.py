@@ -67,7 +67,7 @@ def test_config_builds_places_skipconv_and_trains_a_step(name):
     else:
         assert not skip
     inputs = demo_mm_inputs(2, [[3, 64, 96], [3, 64, 64]], num_classes=80)
-    loss, _ = model.parse_losses(model.loss(**model.data_preprocessor(inputs, True)))
+    loss, _ = model.parse_losses(model(**model.data_preprocessor(inputs, True), mode='loss'))
     assert torch.isfinite(loss)
 
 

@@ -76,7 +76,7 @@ def tiny_configs(tmp_path_factory):
 
 
 def _run(args, **kwargs):
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=ROOT)
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=os.pathsep.join([ROOT, os.environ.get('PYTHONPATH', '')]))
     proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, **kwargs)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout + proc.stderr

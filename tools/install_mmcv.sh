@@ -39,9 +39,10 @@ say "cache key: $KEY"
 if ! ls "$WHEEL_DIR"/mmcv-*.whl >/dev/null 2>&1; then
     say "no cached wheel in $WHEEL_DIR: building from source (about 18 min on 2 cores)"
     # mmcv's setup.py imports pkg_resources (gone from setuptools >= 70) while torch 2.14 declares
-    # setuptools>=77: downgrade for the build only and restore torch's requirement on exit.
+    # setuptools>=77: downgrade for the build only and restore torch's requirement on exit (<81 keeps the
+    # pkg_resources that mmengine itself still imports).
     BUILD_DIR=$(mktemp -d)
-    trap 'rm -rf "$BUILD_DIR"; "$PYTHON" -m pip install --quiet "setuptools>=77.0.3"' EXIT
+    trap 'rm -rf "$BUILD_DIR"; "$PYTHON" -m pip install --quiet "setuptools>=77.0.3,<81"' EXIT
     "$PYTHON" -m pip install --quiet 'setuptools<70' wheel ninja
     "$PYTHON" -m pip download --quiet --no-deps --no-build-isolation --no-binary :all: "mmcv==$MMCV_VERSION" \
         -d "$BUILD_DIR"

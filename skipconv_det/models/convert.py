@@ -34,7 +34,7 @@ PREDICTION_LAYERS: Tuple[str, ...] = (
     '*rtm_cls', '*rtm_reg', '*rtm_obj',  # RTMDetHead
     '*multi_level_conv_cls.*', '*multi_level_conv_reg.*', '*multi_level_conv_obj.*',  # YOLOXHead
     '*convs_pred.*',  # YOLOV3Head
-    '*cls_convs.[0-9]', '*reg_convs.[0-9]',  # SSDHead: its per-level convs are the predictors
+    '*cls_convs.[0-9].[0-9]', '*reg_convs.[0-9].[0-9]',  # SSDHead: the last conv of each level's Sequential
     '*conv_logits',  # FCNMaskHead and other mask heads
     '*heatmap_head.[0-9]', '*wh_head.[0-9]', '*offset_head.[0-9]',  # CenterNetHead
 )

@@ -150,6 +150,14 @@ def _channel_blocks(c0: int, c1: int, out_channels: int, in_channels: int,
     return blocks
 
 
+def _scatter(out_like, memory_format, regions, parts):
+    shape, dtype, device = out_like
+    out = torch.empty(shape, dtype=dtype, device=device, memory_format=memory_format).zero_()
+    for region, part in zip(regions, parts):
+        out[region].copy_(part)
+    return out
+
+
 class _Scatter(torch.autograd.Function):
     """Write lattice results into a zero-filled output.
 
@@ -160,12 +168,8 @@ class _Scatter(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, out_like, memory_format, regions, *parts):
-        shape, dtype, device = out_like
-        out = torch.empty(shape, dtype=dtype, device=device, memory_format=memory_format).zero_()
-        for region, part in zip(regions, parts):
-            out[region].copy_(part)
         ctx.regions = regions
-        return out
+        return _scatter(out_like, memory_format, regions, parts)
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -251,6 +255,10 @@ def skip_conv2d(x: torch.Tensor,
                 parts.append(out[:, :, ph.start:ph.start + ph.count, pw.start:pw.start + pw.count])
                 regions.append((slice(None), slice(o0, o1), ph.index, pw.index))
     out_like = ((x.shape[0], out_channels) + out_size, parts[0].dtype if parts else x.dtype, x.device)
+    if torch.jit.is_tracing():
+        # The tracer (used by FLOP counters) cannot record a Function with Python-object arguments; plain
+        # in-place copies trace fine and do the same.
+        return _scatter(out_like, memory_format, regions, parts)
     return _Scatter.apply(out_like, memory_format, tuple(regions), *parts)
 
 
