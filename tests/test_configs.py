@@ -27,6 +27,15 @@ SKIPCONV_CONFIGS = {
 DENSE_CONFIGS = sorted({twin for twin, _, _ in SKIPCONV_CONFIGS.values()})
 
 
+@pytest.fixture(scope='module', autouse=True)
+def one_thread():
+    """Many small convs: one thread is several times faster than two on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_every_detection_config_is_covered():
     found = {osp.basename(p) for p in glob.glob(osp.join(CONFIG_DIR, '*.py'))}
     assert found == set(SKIPCONV_CONFIGS) | set(DENSE_CONFIGS)

@@ -18,6 +18,15 @@ from skipconv_det.models import PREDICTION_LAYERS, convert_skipconv, revert_skip
 CASES = [(p, s) for p in SKIP_PATTERNS for s in (False, True)]
 
 
+@pytest.fixture(scope='module', autouse=True)
+def one_thread():
+    """Many small convs: one thread is several times faster than two on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 class TinyNet(nn.Module):
     """Convs of several kinds, strides and kernel sizes, a ConvModule, a shared conv and non-convertible layers."""
 
@@ -215,11 +224,9 @@ def mmdet_scope():
 
 
 @pytest.mark.parametrize('name', sorted(ZOO))
-def test_zoo_detector_loss_and_predict_after_conversion(name, mmdet_scope):
-    from mmdet.testing import demo_mm_inputs
-    torch.manual_seed(0)
+def test_zoo_defaults_leave_exactly_the_prediction_layers_dense(name, mmdet_scope):
     model = MODELS.build(_shrunk_model_cfg(name))
-    # Convs whose width follows num_classes are class predictors, whatever their name: they must stay dense.
+    # Convs whose width follows num_classes are class predictors, whatever their name.
     other = MODELS.build(_shrunk_model_cfg(name, num_classes=5))
     predictors = {n for n, c in _conv_out_channels(model).items() if _conv_out_channels(other)[n] != c}
     convert_skipconv(model, 'checkerboard', shift_channels=True)
@@ -228,19 +235,27 @@ def test_zoo_detector_loss_and_predict_after_conversion(name, mmdet_scope):
     assert not predictors & skip
     assert {n.split('.')[0] for n in skip} >= {'backbone', 'neck'}
 
+
+# mmdet 3.3's SSDHead cannot predict (its predict path reads a loss_cls it never builds), so SSD is left out here.
+@pytest.mark.parametrize('name', sorted(set(ZOO) - {'ssd/ssdlite_mobilenetv2-scratch_8xb24-600e_coco.py'}))
+def test_zoo_detector_loss_and_predict_after_conversion(name, mmdet_scope):
+    from mmdet.testing import demo_mm_inputs
+    torch.manual_seed(0)
+    model = convert_skipconv(MODELS.build(_shrunk_model_cfg(name)), 'checkerboard', shift_channels=True)
     with_mask = 'mask' in name
-    inputs = demo_mm_inputs(2, [[3, 128, 128], [3, 96, 128]], num_classes=3, with_mask=with_mask)
+    inputs = demo_mm_inputs(2, [[3, 64, 96], [3, 64, 64]], num_classes=3, with_mask=with_mask)
     model.train()
     total, _ = model.parse_losses(model(**model.data_preprocessor(inputs, True), mode='loss'))
     assert torch.isfinite(total)
     total.backward()
-    assert all(m.weight.grad is not None for m in model.modules() if isinstance(m, SkipConv2d) and m.weight.requires_grad)
+    trained = [m for m in model.modules() if isinstance(m, SkipConv2d) and m.weight.requires_grad]
+    assert trained and all(m.weight.grad is not None for m in trained)
     model.eval()
     with torch.no_grad():
         results = model(**model.data_preprocessor(inputs, False), mode='predict')
     assert len(results) == 2 and all('pred_instances' in r for r in results)
     if with_mask:
-        assert results[0].pred_instances.masks.shape[-2:] == (128, 128)
+        assert results[0].pred_instances.masks.shape[-2:] == (64, 96)
 
 
 def test_skipconv_model_builder_returns_the_inner_class(mmdet_scope):

@@ -167,7 +167,7 @@ def test_extra_repr_shows_pattern_and_density():
 
 
 def test_skipped_work_is_not_computed():
-    """The default path issues only sub-lattice convolutions: their output area is the kept area."""
+    """The convolutions the default path issues compute exactly the kept positions, none twice or in vain."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class ConvOutputs(TorchDispatchMode):
@@ -182,16 +182,15 @@ def test_skipped_work_is_not_computed():
                 self.outputs.append(out.shape)
             return out
 
-    x = torch.randn(1, 8, 33, 41)
-    w = torch.randn(8, 8, 3, 3)
-    for pattern, shift, density in [('checkerboard', False, 1 / 2), ('grid', False, 1 / 4), ('row', True, 1 / 2),
-                                    ('grid', True, 1 / 4), ('checkerboard', True, 1 / 2)]:
-        with ConvOutputs() as mode:
-            skip_conv2d(x, w, None, 1, 1, skip_pattern=pattern, shift_channels=shift)
-        computed = sum(s[1] * s[2] * s[3] for s in mode.outputs)
-        dense = 8 * 33 * 41
-        # Within the one extra row/column some lattices compute to keep the input uncopied.
-        assert density * dense <= computed <= density * dense * (1 + 1 / 16 + 1 / 20 + 1 / 320) + 8, pattern
+    cases = [(3, 1, 1, 1), (3, 1, 0, 1), (1, 1, 0, 1), (3, 2, 1, 1), (3, 1, 2, 2), (5, 1, 2, 1), (1, 2, 0, 1)]
+    for (kernel, stride, padding, dilation), size in itertools.product(cases, [(33, 41), (32, 40), (7, 6)]):
+        x = torch.randn(1, 8, *size)
+        w = torch.randn(8, 8, kernel, kernel)
+        for pattern, shift in itertools.product(SKIP_PATTERNS, [False, True]):
+            with ConvOutputs() as mode:
+                out = skip_conv2d(x, w, None, stride, padding, dilation, skip_pattern=pattern, shift_channels=shift)
+            computed = sum(s[1] * s[2] * s[3] for s in mode.outputs)
+            assert computed == skip_mask(pattern, 8, out.shape[2], out.shape[3], shift).sum(), (pattern, shift)
 
 
 class TestErrors:

@@ -1,57 +1,92 @@
-"""Speed of SkipConv vs dense convolution.
+"""Speed of SkipConv vs dense convolution, on CPU or CUDA.
 
-Layer mode (shapes x patterns, SkipConv vs the faster of NCHW and channels_last nn.Conv2d, same run):
-    python tools/benchmark.py layer --preset resnet50-3x3
-    python tools/benchmark.py layer --preset resnet50-1x1 --kernel-size 1 --backward --json out.json
+Layer mode: shapes x patterns, SkipConv vs the faster of NCHW and channels_last nn.Conv2d, in the same run:
+    python tools/benchmark.py layer --preset resnet50-3x3 --plot speedup.png
+    python tools/benchmark.py layer --preset resnet50-1x1 --backward --json layers.json
+
+Model mode: a config's model, dense vs SkipConv (its twin by convert/revert), per stage and one training step:
+    python tools/benchmark.py model configs/faster-rcnn_r50-skipconv_fpn_1x_coco.py --shape 800 1216
 """
 import argparse
 import json
 
 import torch
+from mmengine.config import DictAction
 
-from skipconv_det.analysis.layer_benchmark import SHAPE_PRESETS, benchmark_layers, format_layer_table
+import skipconv_det  # noqa: F401  (registers SkipConv)
+from skipconv_det.analysis.layer_benchmark import (SHAPE_PRESETS, benchmark_layers, format_layer_table,
+                                                   plot_speedups)
+from skipconv_det.analysis.model_benchmark import benchmark_model, format_model_table
+from skipconv_det.ops import SKIP_PATTERNS
 
 
 def parse_pattern(text):
     """'grid+shift' -> ('grid', True)."""
     pattern, _, shift = text.partition('+')
+    if pattern not in SKIP_PATTERNS or shift not in ('', 'shift'):
+        raise argparse.ArgumentTypeError(f'{text!r}: use PATTERN or PATTERN+shift, PATTERN in {SKIP_PATTERNS}')
     return pattern, shift == 'shift'
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument('--device', default='cpu')
+    common.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: all cores)')
+    common.add_argument('--warmup', type=int, default=3)
+    common.add_argument('--repeats', type=int, default=10)
+    common.add_argument('--json', help='also write the results to this JSON file')
     sub = parser.add_subparsers(dest='mode', required=True)
-    layer = sub.add_parser('layer', help='time single layers')
+
+    layer = sub.add_parser('layer', parents=[common], help='time single layers')
     layer.add_argument('--preset', choices=sorted(SHAPE_PRESETS), default='resnet50-3x3')
     layer.add_argument('--kernel-size', type=int, default=None, help='default: 1 for *-1x1 presets, else 3')
     layer.add_argument('--stride', type=int, default=1)
-    layer.add_argument('--patterns', nargs='+', type=parse_pattern, default=['checkerboard', 'grid+shift'],
-                       help="skip patterns, '+shift' for shift_channels (e.g. grid+shift)")
+    layer.add_argument('--patterns', nargs='+', type=parse_pattern,
+                       default=[('checkerboard', False), ('grid', True)],
+                       help="skip patterns, '+shift' for shift_channels (default: checkerboard grid+shift)")
     layer.add_argument('--backward', action='store_true', help='time forward + backward')
     layer.add_argument('--batch', type=int, default=1)
-    layer.add_argument('--device', default='cpu')
-    layer.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: all cores)')
-    layer.add_argument('--warmup', type=int, default=3)
-    layer.add_argument('--repeats', type=int, default=10)
-    layer.add_argument('--json', help='also write the rows to this JSON file')
+    layer.add_argument('--plot', help='save a PNG of speedup vs the density limit per layer')
+
+    model = sub.add_parser('model', parents=[common], help='time a config\'s model')
+    model.add_argument('config', help='config file (a path, or mmdet::... / mmpretrain::...)')
+    model.add_argument('--shape', type=int, nargs=2, default=[800, 1216], metavar=('H', 'W'))
+    model.add_argument('--skip-pattern', choices=SKIP_PATTERNS, default='checkerboard',
+                       help='pattern used to convert a dense config (default: checkerboard)')
+    model.add_argument('--shift-channels', action='store_true')
+    model.add_argument('--skip-scope', nargs='+', metavar='NAME', help='components to convert (default: all)')
+    model.add_argument('--no-train', action='store_true', help='skip the training step')
+    model.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config settings')
     return parser.parse_args()
 
 
 def main():
     args = parse_args()
-    patterns = [parse_pattern(p) if isinstance(p, str) else p for p in args.patterns]
-    kernel = args.kernel_size or (1 if args.preset.endswith('1x1') else 3)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.cuda.get_device_name() if args.device.startswith('cuda') else f'CPU, {torch.get_num_threads()} threads'
-    print(f'# torch {torch.__version__}, {device}; median of {args.repeats} after {args.warmup} warm-up')
-    rows = benchmark_layers(SHAPE_PRESETS[args.preset], kernel, stride=args.stride, patterns=patterns,
-                            backward=args.backward, batch=args.batch, device=args.device, warmup=args.warmup,
-                            repeats=args.repeats)
-    print(format_layer_table(rows))
+    device = (torch.cuda.get_device_name(args.device)
+              if args.device.startswith('cuda') else f'CPU, {torch.get_num_threads()} threads')
+    timing = dict(warmup=args.warmup, repeats=args.repeats)
+    print(f'# torch {torch.__version__}, {device}; median of {args.repeats} runs after {args.warmup} warm-up')
+    if args.mode == 'layer':
+        kernel = args.kernel_size or (1 if args.preset.endswith('1x1') else 3)
+        result = benchmark_layers(SHAPE_PRESETS[args.preset], kernel, stride=args.stride, patterns=args.patterns,
+                                  backward=args.backward, batch=args.batch, device=args.device, **timing)
+        print(format_layer_table(result))
+        if args.plot:
+            plot_speedups(result, args.plot, title=f'{args.preset}, {device}')
+    else:
+        config = args.config
+        if '::' in config:  # a zoo config of an installed library
+            from mmengine.hub import get_config
+            config = get_config(config).filename
+        result = benchmark_model(config, tuple(args.shape), args.device, not args.no_train, args.cfg_options,
+                                 args.skip_pattern, args.shift_channels, args.skip_scope, **timing)
+        print(format_model_table(result))
     if args.json:
         with open(args.json, 'w') as f:
-            json.dump(dict(device=device, torch=torch.__version__, rows=rows), f, indent=1)
+            json.dump(dict(device=device, torch=torch.__version__, result=result), f, indent=1)
 
 
 if __name__ == '__main__':

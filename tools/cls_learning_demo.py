@@ -14,10 +14,11 @@ import argparse
 import os.path as osp
 import time
 
-from mmengine.analysis import get_model_complexity_info
+import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
+from skipconv_det.analysis import get_model_complexity
 from skipconv_det.datasets.synthetic_cls import use_generated_data, write_cifar
 
 CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs', 'classification')
@@ -65,8 +66,7 @@ def main():
         runner.train()  # validates after the last epoch
         train_time = time.perf_counter() - start
         top1 = runner.message_hub.get_scalar('val/accuracy/top1').current()
-        flops = get_model_complexity_info(runner.model, input_shape=(3, 32, 32), show_table=False,
-                                          show_arch=False)['flops']
+        flops = get_model_complexity(runner.model, torch.rand(1, 3, 32, 32))['flops']['total']
         rows.append((variant, flops, top1, train_time))
 
     dense_flops = rows[0][1] if args.variants[0] == 'dense' else None

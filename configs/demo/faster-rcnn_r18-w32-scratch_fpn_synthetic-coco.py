@@ -12,18 +12,18 @@ metainfo = dict(classes=('square', 'circle', 'triangle', 'cross'),
 # ResNet-18 at half width (stages 32/64/128/256 channels), random init, nothing frozen, BN in train mode: with 8
 # images of one size per batch BN statistics are sound, and BN trains from scratch faster than GN.
 model = dict(
-    backbone=dict(depth=18, base_channels=32, frozen_stages=-1, norm_eval=False, init_cfg=None),
-    neck=dict(in_channels=[32, 64, 128, 256], out_channels=64),
+    backbone=dict(depth=18, base_channels=16, frozen_stages=-1, norm_eval=False, init_cfg=None),
+    neck=dict(in_channels=[16, 32, 64, 128], out_channels=32),
     rpn_head=dict(
-        in_channels=64,
-        feat_channels=64,
+        in_channels=32,
+        feat_channels=32,
         # Objects are 15% to 45% of the image side (~16 to 60 px): anchors of 16..256 px (4 x strides 4..64).
         anchor_generator=dict(scales=[4])),
     roi_head=dict(
-        bbox_roi_extractor=dict(out_channels=64),
-        bbox_head=dict(in_channels=64, fc_out_channels=256, num_classes=4)),
+        bbox_roi_extractor=dict(out_channels=32),
+        bbox_head=dict(in_channels=32, fc_out_channels=128, num_classes=4)),
     # At most 4 objects per image: far fewer proposals and RoI samples than COCO's 1000 / 512 suffice.
-    train_cfg=dict(rpn_proposal=dict(nms_pre=1000, max_per_img=300), rcnn=dict(sampler=dict(num=128))),
+    train_cfg=dict(rpn_proposal=dict(nms_pre=1000, max_per_img=300), rcnn=dict(sampler=dict(num=64))),
     test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=100)))
 
 train_pipeline = [

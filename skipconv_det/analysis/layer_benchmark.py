@@ -118,3 +118,25 @@ def format_layer_table(rows: List[dict]) -> str:
                      f"| {r['skip_ms']['nchw']:.1f} | {r['skip_ms']['channels_last']:.1f} "
                      f"| ×{r['speedup']:.2f} | ×{r['limit']:.0f} |")
     return '\n'.join(lines)
+
+
+def plot_speedups(rows: List[dict], path: str, title: str = '') -> None:
+    """Save a bar chart of each row's speedup beside its density limit (1 / density)."""
+    import matplotlib
+    matplotlib.use('Agg')  # files only, no display
+    import matplotlib.pyplot as plt
+
+    labels = [f"{r['shape'][0]}→{r['shape'][1]}@{r['shape'][2]}x{r['shape'][3]}\n"
+              f"{r['skip_pattern']}{'+shift' if r['shift_channels'] else ''} {r['mode']}" for r in rows]
+    xs = range(len(rows))
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(rows)), 4))
+    ax.bar([x - 0.2 for x in xs], [r['limit'] for r in rows], 0.4, label='limit (1 / density)', color='#cccccc')
+    ax.bar([x + 0.2 for x in xs], [r['speedup'] for r in rows], 0.4, label='SkipConv vs best dense', color='#3b75af')
+    ax.axhline(1.0, color='black', linewidth=0.8)
+    ax.set_xticks(list(xs), labels, fontsize=7)
+    ax.set_ylabel('speedup (×)')
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

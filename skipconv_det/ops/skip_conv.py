@@ -6,11 +6,12 @@ https://ieeexplore.ieee.org/abstract/document/9207705
 
 The output equals ``F.conv2d(x, weight, bias, ...) * skip_mask(...)`` (exact zeros, bias included, at skipped
 positions), but the dense output is never computed. Every pattern keeps a union of period-2 sub-lattices of the
-output grid, and a sub-lattice is an ordinary convolution with twice the stride. We shift each sub-lattice onto
-the origin through the convolution's own (implicit) zero padding instead of slicing or padding the input, so the
-input is never copied; the only data movement left is writing the output once.
+output grid, and a sub-lattice is an ordinary convolution with twice the stride. We align each sub-lattice with the
+input through the convolution's own (implicit) zero padding rather than padding or shifting the input, so the
+big convolution reads the input in place; the few border positions that would need asymmetric padding come from
+thin padded strips. The work done is exactly the kept positions' multiply-adds, which FLOP counters that trace
+aten convolutions (mmengine.analysis) see as such.
 """
-import math
 from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
@@ -77,23 +78,47 @@ def skip_mask(skip_pattern: str,
 
 
 class _AxisPlan(NamedTuple):
-    """How one spatial axis of a sub-lattice maps onto a plain convolution."""
-    stride: int  # stride of the sub-lattice convolution
-    padding: int  # its symmetric zero padding
-    start: int  # first output of that convolution that belongs to the lattice
-    count: int  # number of lattice positions on this axis
-    index: slice  # where they go in the full output
+    """One spatial axis of a sub-lattice: positions ``offset + period * t`` for t < count of the output.
+
+    Lattice position t reads the input window starting at ``first + step * t`` (``extent`` long). The main
+    convolution (stride ``step``) covers t < ``main``: it reads the input from ``crop`` on with symmetric zero
+    padding ``pad``, the largest padding that every window of the axis has on its low side, so it never computes a
+    position outside the lattice. The ``count - main`` trailing positions (at most a few, where the window pokes
+    into padding beyond ``pad``) come from a thin explicitly padded strip.
+    """
+    offset: int
+    period: int
+    count: int
+    step: int
+    first: int
+    extent: int
+    crop: int
+    pad: int
+    main: int
+
+    def output_index(self, start: int, stop: int) -> slice:
+        """Where lattice positions [start, stop) lie in the full output."""
+        return slice(self.offset + self.period * start, self.offset + self.period * (stop - 1) + 1, self.period)
+
+    def strip(self, size: int, start: int) -> Tuple[int, int, int, int]:
+        """Input range and explicit (low, high) padding that make positions [start, count) a padding-free
+        convolution: ``(in_start, in_stop, pad_lo, pad_hi)``."""
+        lo = self.first + self.step * start
+        hi = self.first + self.step * (self.count - 1) + self.extent
+        in_start = min(max(lo, 0), size)  # the strip may lie wholly in the padding
+        in_stop = min(max(hi, in_start), size)
+        pad_lo = max(0, min(in_start - lo, hi - lo))
+        return in_start, in_stop, pad_lo, hi - lo - pad_lo - (in_stop - in_start)
 
 
 def _plan_axis(size: int, kernel: int, stride: int, dilation: int, pad_lo: int, out_size: int,
                offset: Optional[int]) -> Optional[_AxisPlan]:
-    """Plan output positions ``offset, offset + 2, ...`` (all positions if offset is None) of one axis.
+    """Plan output positions ``offset, offset + 2, ...`` (every position if offset is None) of one axis.
 
-    Output i reads input from ``i * stride - pad_lo``. With period m and conv stride m * stride, lattice
-    position t reads from ``(m t + offset) * stride - pad_lo``; a symmetric padding p of the small conv makes its
-    output t + e read from the same place when ``p = pad_lo - offset * stride + m * stride * e``. We take the
-    smallest e >= 0 that gives p >= 0 and enough outputs: the e extra leading outputs (and any trailing ones) see
-    only the padding we added and are dropped, so the input is never sliced or copied.
+    Output i reads the input from ``i * stride - pad_lo``, so lattice position t reads from
+    ``first + step * t`` with ``step = period * stride``: a convolution of stride ``step``. Its symmetric padding
+    is what the first window needs on the low side; windows that need more on the high side are left to
+    :meth:`_AxisPlan.strip`. Returns None when the output holds no position of this lattice.
     """
     period = 1 if offset is None else 2
     offset = offset or 0
@@ -102,12 +127,11 @@ def _plan_axis(size: int, kernel: int, stride: int, dilation: int, pad_lo: int, 
         return None
     step = period * stride
     extent = dilation * (kernel - 1) + 1
-    e = 0
-    while True:
-        pad = pad_lo - offset * stride + step * e
-        if pad >= 0 and (size + 2 * pad - extent) // step + 1 >= e + count:
-            return _AxisPlan(step, pad, e, count, slice(offset, None, period))
-        e += 1
+    first = offset * stride - pad_lo
+    crop, pad = max(first, 0), max(-first, 0)
+    # Windows of the main conv must end inside the input plus its symmetric padding.
+    main = min(count, max(0, (size - 1 + pad - extent + 1 - first) // step + 1))
+    return _AxisPlan(offset, period, count, step, first, extent, crop, pad, main)
 
 
 def _resolve_padding(padding: Union[str, IntOrPair], kernel: Tuple[int, int],
@@ -238,22 +262,40 @@ def skip_conv2d(x: torch.Tensor,
     channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     regions, parts = [], []
+
+    def conv(inp, strides, padding, rows, cols):
+        """Output channels [c0, c1) of lattice positions ``rows`` x ``cols`` (ranges of t) from ``inp``."""
+        for o0, o1, i0, i1, g in _channel_blocks(c0, c1, out_channels, in_channels, groups):
+            part = inp if (i0, i1) == (0, in_channels) else inp[:, i0:i1]
+            parts.append(F.conv2d(part, weight[o0:o1], None if bias is None else bias[o0:o1], strides, padding,
+                                  dilation, g))
+            regions.append((slice(None), slice(o0, o1), ph.output_index(*rows), pw.output_index(*cols)))
+
     for phase, lattices in enumerate(phases):
         c0, c1 = ranges[phase]
         if c1 <= c0:
             continue  # no channel keeps this phase: it stays zero
         for a, b in lattices:
-            plans = [_plan_axis(size[ax], kernel[ax], stride[ax], dilation[ax], pads[ax][0], out_size[ax], off)
-                     for ax, off in ((0, a), (1, b))]
-            if plans[0] is None or plans[1] is None:
+            ph, pw = (_plan_axis(size[ax], kernel[ax], stride[ax], dilation[ax], pads[ax][0], out_size[ax], off)
+                      for ax, off in ((0, a), (1, b)))
+            if ph is None or pw is None:
                 continue  # the output is too small to hold this lattice
-            ph, pw = plans
-            for o0, o1, i0, i1, g in _channel_blocks(c0, c1, out_channels, in_channels, groups):
-                inp = x if (i0, i1) == (0, in_channels) else x[:, i0:i1]
-                out = F.conv2d(inp, weight[o0:o1], None if bias is None else bias[o0:o1], (ph.stride, pw.stride),
-                               (ph.padding, pw.padding), dilation, g)
-                parts.append(out[:, :, ph.start:ph.start + ph.count, pw.start:pw.start + pw.count])
-                regions.append((slice(None), slice(o0, o1), ph.index, pw.index))
+            steps = (ph.step, pw.step)
+            if ph.main and pw.main:
+                if kernel == (1, 1) and (ph.crop or pw.crop) and ph.pad == pw.pad == 0:
+                    # A cropped view gets copied whole; subsampling first copies a quarter of it.
+                    inp = x[:, :, ph.crop::ph.step, pw.crop::pw.step][:, :, :ph.main, :pw.main]
+                    conv(inp, (1, 1), 0, (0, ph.main), (0, pw.main))
+                else:
+                    conv(x[:, :, ph.crop:, pw.crop:], steps, (ph.pad, pw.pad), (0, ph.main), (0, pw.main))
+            if ph.main < ph.count:  # bottom rows, full width
+                h0, h1, hl, hh = ph.strip(size[0], ph.main)
+                w0, w1, wl, wh = pw.strip(size[1], 0)
+                conv(F.pad(x[:, :, h0:h1, w0:w1], (wl, wh, hl, hh)), steps, 0, (ph.main, ph.count), (0, pw.count))
+            if ph.main and pw.main < pw.count:  # right columns of the main rows
+                w0, w1, wl, wh = pw.strip(size[1], pw.main)
+                conv(F.pad(x[:, :, ph.crop:, w0:w1], (wl, wh, 0, 0)), steps, (ph.pad, 0), (0, ph.main),
+                     (pw.main, pw.count))
     out_like = ((x.shape[0], out_channels) + out_size, parts[0].dtype if parts else x.dtype, x.device)
     if torch.jit.is_tracing():
         # The tracer (used by FLOP counters) cannot record a Function with Python-object arguments; plain
