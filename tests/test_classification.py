@@ -22,9 +22,9 @@ from mmpretrain.models.backbones import MobileNetV2
 from mmpretrain.registry import MODELS
 
 from skipconv_det import SkipConv2d, skip_density, skip_mask
-from skipconv_det.engine import run_train
 from skipconv_det.datasets.synthetic_cls import (UnverifiedCIFAR10, UnverifiedCIFAR100, synthetic_shapes,
                                                  use_generated_data, write_cifar, write_imagenet)
+from skipconv_det.engine import run_train
 from skipconv_det.models.backbones import CifarResNet, MobileNetV2_CIFAR
 
 CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs', 'classification')

@@ -54,9 +54,12 @@ def _load(name):
 
 
 def _shrunk_model(cfg):
+    """ResNet-18 without pretrained weights, and fewer proposals and RoIs: a CPU-sized training step."""
     model = cfg.model
     model.backbone.update(depth=18, init_cfg=None)
     model.neck.in_channels = [64, 128, 256, 512]
+    model.train_cfg.rpn_proposal.update(nms_pre=200, max_per_img=100)
+    model.train_cfg.rcnn.sampler.num = 64
     return MODELS.build(model)
 
 
@@ -108,7 +111,8 @@ def test_conv_cfg_rpn_head_matches_rpn_head(num_convs):
     same = MODELS.build(dict(head, type='ConvCfgRPNHead'))
     skip = MODELS.build(dict(head, type='ConvCfgRPNHead', conv_cfg=dict(type='SkipConv', skip_pattern='row')))
     assert dense.state_dict().keys() == same.state_dict().keys() == skip.state_dict().keys()
-    assert [type(m) for m in dense.modules()] == [type(m) for m in same.modules()]
+    assert [type(m) for m in dense.children()] == [type(m) for m in same.children()]
+    assert [type(m) for m in dense.rpn_conv.modules()] == [type(m) for m in same.rpn_conv.modules()]
     assert {n for n, m in skip.named_modules() if isinstance(m, SkipConv2d)} == (
         {'rpn_conv'} if num_convs == 1 else {'rpn_conv.0.conv', 'rpn_conv.1.conv'})
     skip.load_state_dict(dense.state_dict())

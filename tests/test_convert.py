@@ -194,9 +194,27 @@ ZOO = {
 }
 
 
+def _fewer_proposals(cfg):
+    """Cap proposals and sampled RoIs wherever a config sets them: a two-stage step then fits a CPU test."""
+    if isinstance(cfg, dict):
+        if 'max_per_img' in cfg:
+            cfg.max_per_img = min(cfg.max_per_img, 20)
+        if 'nms_pre' in cfg:
+            cfg.nms_pre = min(cfg.nms_pre, 200)
+        if cfg.get('sampler', {}).get('type') == 'RandomSampler':
+            cfg.sampler.num = 64
+        for value in cfg.values():
+            _fewer_proposals(value)
+    elif isinstance(cfg, list):
+        for value in cfg:
+            _fewer_proposals(value)
+
+
 def _shrunk_model_cfg(name, num_classes=3):
-    """The zoo model config, shrunk as mmdet's detector tests do: depth 18, no pretrained weights."""
+    """The zoo model config, shrunk as mmdet's detector tests do (depth 18, no pretrained weights), with fewer
+    proposals."""
     cfg = get_config(f'mmdet::{name}').model
+    _fewer_proposals(cfg)
     backbone = cfg.backbone
     backbone.init_cfg = None
     if backbone.type == 'ResNet':

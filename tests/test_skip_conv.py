@@ -29,6 +29,9 @@ def assert_matches_reference(x, weight, bias, stride=1, padding=0, dilation=1, g
     out = skip_conv2d(*leaves, stride, padding, dilation, groups, pattern, shift)
     ref = reference(*ref_leaves, stride, padding, dilation, groups, pattern, shift)
     assert out.shape == ref.shape and out.dtype == ref.dtype
+    for memory_format in (torch.contiguous_format, torch.channels_last):  # the layout F.conv2d gives
+        if ref.numel():  # (an empty tensor's strides carry no layout)
+            assert out.is_contiguous(memory_format=memory_format) == ref.is_contiguous(memory_format=memory_format)
     scale = ref.abs().max().item() if ref.numel() else 1.0
     torch.testing.assert_close(out, ref, rtol=tol, atol=tol * max(scale, 1.0))
     # Skipped positions are exact zeros, not just small.

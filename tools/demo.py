@@ -1,7 +1,14 @@
 # Copyright (c) skipconv_det contributors. Licensed under the Apache License 2.0.
 """``make demo``: generate a synthetic COCO dataset, train a dense and a SkipConv Faster R-CNN on it from scratch,
 and print FLOPs, latency and bbox mAP side by side. See ``python tools/demo.py -h``."""
-from skipconv_det.apis import run_demo
+import os
+
+# Idle OpenMP threads sleep instead of spinning. On a CPU shared with other work, spinning threads that wait at
+# every op's barrier for a descheduled sibling made a training step ~20x slower here (2 cores, busy machine).
+# Read when torch loads its OpenMP runtime, so it is set before the import; a user's own setting wins.
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+
+from skipconv_det.apis import run_demo  # noqa: E402
 
 if __name__ == '__main__':
     run_demo()

@@ -130,9 +130,10 @@ def synthetic_shapes(num_images: int,
         angle = _stripe_angle(label // len(SHAPES), textures)
         period = side / 8
         phase = 2 * np.pi * ((xx * np.cos(angle) + yy * np.sin(angle)) / period + rng.uniform())
-        stripes = 0.3 + 0.7 * (np.sin(phase) > 0)
-        foreground = rng.uniform(140, 255, 3) * stripes[..., None]
-        background = rng.uniform(0, 110, 3) * np.ones_like(stripes)[..., None]
+        # Dark stripes stay brighter than any background, so stripes never break the outline.
+        stripes = 0.75 + 0.25 * (np.sin(phase) > 0)
+        foreground = rng.uniform(150, 255, 3) * stripes[..., None]
+        background = rng.uniform(0, 90, 3) * np.ones_like(stripes)[..., None]
         img = np.where(inside[..., None], foreground, background) + rng.normal(0, 12, (height, width, 3))
         images[n] = np.clip(img, 0, 255).astype(np.uint8)
     return images, labels.astype(np.int64)

@@ -33,16 +33,16 @@ def _history_buffer_statistic(owner: Any, name: str) -> Callable:
 
 
 def _numpy_globals() -> List[Union[Callable, Tuple[Callable, str]]]:
-    """numpy arrays, scalars and dtypes as pickled by numpy 2 and, under their old names, by numpy 1."""
+    """numpy arrays, scalars and dtypes as numpy 2 pickles them, and under numpy 1's module path, so checkpoints
+    written with numpy 1 load too (the same two functions, not more of numpy)."""
     multiarray = np._core.multiarray
     globals_: List[Union[Callable, Tuple[Callable, str]]] = [np.ndarray, np.dtype]
     for func in (multiarray._reconstruct, multiarray.scalar):
         globals_ += [(func, f'numpy._core.multiarray.{func.__name__}'),
                      (func, f'numpy.core.multiarray.{func.__name__}')]
-    # A dtype is rebuilt as np.dtype(...) and then given its state, which the safe loader only allows for
-    # allowlisted types: the dtype classes of the numeric types mmengine logs (np.float64 values, int64 counts,
-    # and the float32/int32 a metric may produce).
-    globals_ += [type(np.dtype(t)) for t in (np.float64, np.float32, np.int64, np.int32, np.bool_)]
+    # A dtype is rebuilt as np.dtype(...) and then given its state, which the safe loader allows only for
+    # allowlisted types: the classes of the two dtypes mmengine writes (float64 values and eta, int64 counts).
+    globals_ += [type(np.dtype(np.float64)), type(np.dtype(np.int64))]
     return globals_
 
 
@@ -51,8 +51,8 @@ def checkpoint_safe_globals() -> List[Union[Callable, Tuple[Callable, str]]]:
 
     - ``mmengine.logging.HistoryBuffer``: the message hub's log scalars;
     - ``builtins.getattr``, mapped to :func:`_history_buffer_statistic`: HistoryBuffer's statistics methods;
-    - numpy ``ndarray``, ``dtype``, ``_reconstruct``, ``scalar`` and numeric dtype classes: the buffers'
-      histories and numpy scalars in the runtime info (e.g. ``eta``).
+    - numpy ``ndarray``, ``dtype``, ``_reconstruct``, ``scalar`` and the float64 and int64 dtype classes: the
+      buffers' histories and numpy scalars in the runtime info (e.g. ``eta``).
 
     ``collections.Counter`` (MultiStepLR milestones) and ``OrderedDict`` are allowed by torch already.
 

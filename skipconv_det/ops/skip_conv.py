@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.registry import MODELS
+from torch._prims_common import suggest_memory_format
 from torch.nn.modules.utils import _pair
 
 # Each pattern splits the 2x2 cell of output positions (i % 2, j % 2) into phases; phase g is what channel group g
@@ -259,7 +260,9 @@ def skip_conv2d(x: torch.Tensor,
     else:
         ranges = [(0, out_channels)] + [(0, 0)] * (len(phases) - 1)
 
-    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    # The output layout follows ATen's convolution: channels_last if the input's or the weight's strides
+    # suggest it (the same stride heuristic, so that ambiguous shapes such as N=0 or 1x1 agree too).
+    channels_last = any(suggest_memory_format(t) == torch.channels_last for t in (x, weight))
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     regions, parts = [], []
 
