@@ -66,7 +66,8 @@ def tiny_configs(tmp_path_factory):
     data_root = str(root / 'data')
     generate_synthetic_coco(data_root, num_train=8, num_val=4, img_size=(64, 64), max_objects=2)
     configs = {}
-    for kind, base in (('dense', 'faster-rcnn_r50_fpn_1x_coco.py'), ('skipconv', 'faster-rcnn_r50-skipconv_fpn_1x_coco.py')):
+    bases = dict(dense='faster-rcnn_r50_fpn_1x_coco.py', skipconv='faster-rcnn_r50-skipconv_fpn_1x_coco.py')
+    for kind, base in bases.items():
         path = root / f'tiny_{kind}.py'
         path.write_text(TINY_CONFIG.format(base=osp.join(ROOT, 'configs', base), data_root=data_root,
                                            classes=tuple(SYNTHETIC_COCO_CLASSES),
@@ -76,7 +77,8 @@ def tiny_configs(tmp_path_factory):
 
 
 def _run(args, **kwargs):
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=os.pathsep.join([ROOT, os.environ.get('PYTHONPATH', '')]))
+    pythonpath = os.pathsep.join([ROOT, os.environ.get('PYTHONPATH', '')])
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=pythonpath)
     proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, **kwargs)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout + proc.stderr

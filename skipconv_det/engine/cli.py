@@ -12,11 +12,12 @@ from typing import List, Optional
 
 import torch
 import torch.distributed as torch_dist
-from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 from mmengine.registry import METRICS, RUNNERS
 from mmengine.runner import Runner
 
+from ..models import skipconv_model_cfg
 from ..ops import SKIP_PATTERNS
 
 # How each library's visualization hook is switched on and told where to write (mmdet's DetVisualizationHook,
@@ -82,15 +83,6 @@ def _test_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def skipconv_model_cfg(model: dict,
-                       skip_pattern: str = 'checkerboard',
-                       shift_channels: bool = False,
-                       scope: Optional[List[str]] = None) -> ConfigDict:
-    """Wrap a model config in ``SkipConvModel`` (see ``skipconv_det.models.build_skipconv_model``)."""
-    return ConfigDict(type='SkipConvModel', model=model, skip_pattern=skip_pattern, shift_channels=shift_channels,
-                      scope=scope)
-
-
 def _load_config(args: argparse.Namespace) -> Config:
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
@@ -101,11 +93,13 @@ def _load_config(args: argparse.Namespace) -> Config:
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     if args.skipconv:
-        cfg.model = skipconv_model_cfg(cfg.model, args.skip_pattern, args.shift_channels, args.skip_scope)
+        cfg.model = skipconv_model_cfg(cfg.model, skip_pattern=args.skip_pattern,
+                                       shift_channels=args.shift_channels, scope=args.skip_scope)
         # The dumped config must rebuild the same model on its own, e.g. with mmdet's own tools/test.py.
         custom_imports = cfg.get('custom_imports', dict(imports=[], allow_failed_imports=False))
-        if 'skipconv_det' not in custom_imports['imports']:
-            custom_imports['imports'] = list(custom_imports['imports']) + ['skipconv_det']
+        imports = custom_imports['imports']
+        imports = [imports] if isinstance(imports, str) else list(imports)
+        custom_imports['imports'] = imports + ['skipconv_det'] * ('skipconv_det' not in imports)
         cfg.custom_imports = custom_imports
     return cfg
 

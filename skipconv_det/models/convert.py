@@ -15,11 +15,11 @@ from fnmatch import fnmatchcase
 from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch.nn as nn
+from mmengine.config import ConfigDict
 from mmengine.registry import MODELS
 from torch.nn.modules.utils import _pair
 
-from ..ops import SkipConv2d
-from ..ops.skip_conv import _check_pattern
+from ..ops import SkipConv2d, skip_density
 
 # Layers that predict the outputs (class scores, box deltas, centerness, mask logits) stay dense by default: they
 # are cheap 1x1/3x3 convs at the end of a head, and a zero at a skipped position there would be a missing
@@ -111,7 +111,7 @@ def convert_skipconv(module: nn.Module,
     Raises:
         ValueError: On an unknown pattern or scope, or when nothing is selected for conversion.
     """
-    _check_pattern(skip_pattern)
+    skip_density(skip_pattern)  # raises on an unknown pattern, naming the valid ones
     if scope is not None:
         scope = [scope] if isinstance(scope, str) else list(scope)
         _check_scope(module, scope)
@@ -132,8 +132,8 @@ def convert_skipconv(module: nn.Module,
         selected.append(conv)
     if not selected:
         already = sum(isinstance(m, SkipConv2d) for m in module.modules())
-        hint = (f' It already holds {already} SkipConv2d layer(s); call revert_skipconv first to convert again.'
-                if already else '')
+        hint = (f' It already holds {already} SkipConv2d layer(s) (from conv_cfg or an earlier conversion): start '
+                'from a dense model, or call revert_skipconv first.' if already else '')
         raise ValueError(f'convert_skipconv found no nn.Conv2d to convert in {type(module).__name__} with '
                          f'scope={scope}, include={include}, kernel_sizes={kernel_sizes}, strides={strides} and '
                          f'{len(exclude)} exclude pattern(s).{hint} Widen the selection (e.g. exclude=()).')
@@ -198,3 +198,16 @@ def build_skipconv_model(model: dict,
         model.setdefault('data_preprocessor', data_preprocessor)
     return convert_skipconv(MODELS.build(model), skip_pattern, shift_channels, scope, include, exclude,
                             kernel_sizes, strides)
+
+
+def skipconv_model_cfg(model: dict, **kwargs) -> ConfigDict:
+    """The config of ``model`` turned into SkipConv: ``dict(type='SkipConvModel', model=model, **kwargs)``.
+
+    Args:
+        model (dict): A model config, e.g. ``cfg.model`` of any mmdet or mmpretrain config.
+        **kwargs: Arguments of :func:`build_skipconv_model` (skip_pattern, shift_channels, scope, ...).
+
+    Returns:
+        ConfigDict: A model config to put in place of ``model``.
+    """
+    return ConfigDict(type='SkipConvModel', model=model, **kwargs)

@@ -289,8 +289,9 @@ def skip_conv2d(x: torch.Tensor,
                     # A cropped view gets copied whole; subsampling first copies a quarter of it.
                     inp = x[:, :, ph.crop::ph.step, pw.crop::pw.step][:, :, :ph.main, :pw.main]
                     conv(inp, (1, 1), 0, (0, ph.main), (0, pw.main))
-                else:
-                    conv(x[:, :, ph.crop:, pw.crop:], steps, (ph.pad, pw.pad), (0, ph.main), (0, pw.main))
+                else:  # (x itself when nothing is cropped: a no-op slice still costs a full copy in backward)
+                    inp = x[:, :, ph.crop:, pw.crop:] if ph.crop or pw.crop else x
+                    conv(inp, steps, (ph.pad, pw.pad), (0, ph.main), (0, pw.main))
             if ph.main < ph.count:  # bottom rows, full width
                 h0, h1, hl, hh = ph.strip(size[0], ph.main)
                 w0, w1, wl, wh = pw.strip(size[1], 0)
