@@ -31,12 +31,12 @@ PREDICTION_LAYERS: Tuple[str, ...] = (
     '*atss_cls', '*atss_reg', '*atss_centerness',  # ATSSHead
     '*gfl_cls', '*gfl_reg',  # GFLHead
     '*vfnet_cls', '*vfnet_reg', '*vfnet_reg_refine',  # VFNetHead
-    '*rtm_cls', '*rtm_reg', '*rtm_obj',  # RTMDetHead
+    '*rtm_cls*', '*rtm_reg*', '*rtm_obj*', '*rtm_kernel*',  # RTMDet heads (one conv, or one per level)
     '*multi_level_conv_cls.*', '*multi_level_conv_reg.*', '*multi_level_conv_obj.*',  # YOLOXHead
     '*convs_pred.*',  # YOLOV3Head
     '*cls_convs.[0-9].[0-9]', '*reg_convs.[0-9].[0-9]',  # SSDHead: the last conv of each level's Sequential
     '*conv_logits',  # FCNMaskHead and other mask heads
-    '*heatmap_head.[0-9]', '*wh_head.[0-9]', '*offset_head.[0-9]',  # CenterNetHead
+    '*heatmap_head.2', '*wh_head.2', '*offset_head.2',  # CenterNetHead: the 1x1 after each branch's 3x3
 )
 
 IntOrPair = Union[int, Tuple[int, int]]
