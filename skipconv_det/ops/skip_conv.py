@@ -18,7 +18,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.registry import MODELS
-from torch._prims_common import suggest_memory_format
 from torch.nn.modules.utils import _pair
 
 # Each pattern splits the 2x2 cell of output positions (i % 2, j % 2) into phases; phase g is what channel group g
@@ -175,6 +174,20 @@ def _channel_blocks(c0: int, c1: int, out_channels: int, in_channels: int,
     return blocks
 
 
+def _strides_like_channels_last(t: torch.Tensor) -> bool:
+    """ATen's ``is_channels_last_strides_2d``, the rule behind a 4D tensor's suggested memory format (plain
+    ints, so the jit tracer of FLOP counters can run it)."""
+    sizes, strides = t.shape, t.stride()
+    if strides[1] == 0:
+        return False
+    least = 0
+    for d in (1, 3, 2, 0):
+        if sizes[d] == 0 or strides[d] < least or (d == 0 and least == strides[1]):
+            return False
+        least = strides[d] * (sizes[d] if sizes[d] > 1 else 1)
+    return True
+
+
 def _scatter(out_like, memory_format, regions, parts):
     shape, dtype, device = out_like
     out = torch.empty(shape, dtype=dtype, device=device, memory_format=memory_format).zero_()
@@ -262,7 +275,7 @@ def skip_conv2d(x: torch.Tensor,
 
     # The output layout follows ATen's convolution: channels_last if the input's or the weight's strides
     # suggest it (the same stride heuristic, so that ambiguous shapes such as N=0 or 1x1 agree too).
-    channels_last = any(suggest_memory_format(t) == torch.channels_last for t in (x, weight))
+    channels_last = _strides_like_channels_last(x) or _strides_like_channels_last(weight)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     regions, parts = [], []
 
