@@ -7,8 +7,8 @@ from mmengine.config import Config
 from skipconv_det import SkipConv2d, skip_mask
 from skipconv_det.analysis import dummy_det_inputs, get_model_complexity, measure_latency, model_latency
 
-DEMO_DENSE = 'configs/demo/faster-rcnn_r18-w32-scratch_fpn_synthetic-coco.py'
-DEMO_SKIPCONV = 'configs/demo/faster-rcnn_r18-w32-scratch-skipconv_fpn_synthetic-coco.py'
+DEMO_DENSE = 'configs/demo/faster-rcnn_r18-w16-scratch_fpn_1xb8-6e_synthetic-coco.py'
+DEMO_SKIPCONV = 'configs/demo/faster-rcnn_r18-w16-scratch-skipconv_fpn_1xb8-6e_synthetic-coco.py'
 
 
 def analytic_flops(model, inputs):

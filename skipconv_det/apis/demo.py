@@ -21,8 +21,8 @@ from ..analysis import get_model_complexity, model_latency
 from ..datasets.synthetic_coco import generate_synthetic_coco
 
 DEMO_CONFIGS = {
-    'dense': 'configs/demo/faster-rcnn_r18-w32-scratch_fpn_synthetic-coco.py',
-    'skipconv': 'configs/demo/faster-rcnn_r18-w32-scratch-skipconv_fpn_synthetic-coco.py',
+    'dense': 'configs/demo/faster-rcnn_r18-w16-scratch_fpn_1xb8-6e_synthetic-coco.py',
+    'skipconv': 'configs/demo/faster-rcnn_r18-w16-scratch-skipconv_fpn_1xb8-6e_synthetic-coco.py',
 }
 _METRICS = ('bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_75')
 

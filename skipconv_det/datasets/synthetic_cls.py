@@ -120,15 +120,15 @@ def synthetic_shapes(num_images: int,
     labels = rng.permutation(np.arange(num_images) % num_classes)
     textures = _orientations(num_classes)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    side = min(height, width)
+    period = side / 8  # of the stripes
     images = np.empty((num_images, height, width, 3), dtype=np.uint8)
     for n, label in enumerate(labels):
-        side = min(height, width)
         radius = rng.uniform(0.22, 0.38) * side
         cy = rng.uniform(radius, height - radius)
         cx = rng.uniform(radius, width - radius)
         inside = _shape_mask(SHAPES[label % len(SHAPES)], yy - cy, xx - cx, radius)
         angle = _stripe_angle(label // len(SHAPES), textures)
-        period = side / 8
         phase = 2 * np.pi * ((xx * np.cos(angle) + yy * np.sin(angle)) / period + rng.uniform())
         # Dark stripes stay brighter than any background, so stripes never break the outline.
         stripes = 0.75 + 0.25 * (np.sin(phase) > 0)

@@ -19,6 +19,8 @@ from mmengine.runner import Runner
 
 from ..models import skipconv_model_cfg
 from ..ops import SKIP_PATTERNS
+from .checks import check_datasets
+from .resume import enable_exact_resume
 
 # How each library's visualization hook is switched on and told where to write (mmdet's DetVisualizationHook,
 # mmpretrain's VisualizationHook), and the metric that dumps predictions for --out (mmengine's generic one
@@ -151,6 +153,8 @@ def run_train(argv: Optional[List[str]] = None) -> Runner:
     """
     args = parse_train_args(argv)
     cfg = _load_config(args)
+    enable_exact_resume(cfg)
+    check_datasets(cfg, splits=('train', 'val'))
     if args.amp:
         if cfg.optim_wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
             print_log('AMP training is already enabled in your config.', logger='current')
@@ -196,6 +200,7 @@ def run_test(argv: Optional[List[str]] = None) -> dict:
     """
     args = parse_test_args(argv)
     cfg = _load_config(args)
+    check_datasets(cfg, splits=('test',))
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         _enable_visualization(cfg, args)

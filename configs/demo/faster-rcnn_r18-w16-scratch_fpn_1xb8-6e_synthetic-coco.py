@@ -1,6 +1,6 @@
 # Dense baseline of `make demo`: a small Faster R-CNN trained from scratch on the synthetic shapes dataset
-# (python -m skipconv_det.datasets.synthetic_coco), sized so that training takes minutes on 2 CPU cores. Its SkipConv
-# twin inherits from this file and changes only the conv type.
+# (python -m skipconv_det.datasets.synthetic_coco), sized so that 6 epochs take a few minutes on 2 CPU cores and reach
+# a bbox mAP well above 0.5. Its SkipConv twin inherits from this file and changes only the conv type.
 _base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
 custom_imports = dict(imports=['skipconv_det'], allow_failed_imports=False)
 
@@ -9,8 +9,9 @@ img_size = 128  # the generator's default --size
 metainfo = dict(classes=('square', 'circle', 'triangle', 'cross'),
                 palette=[(230, 60, 50), (60, 200, 80), (70, 110, 240), (240, 210, 50)])
 
-# ResNet-18 at half width (stages 32/64/128/256 channels), random init, nothing frozen, BN in train mode: with 8
-# images of one size per batch BN statistics are sound, and BN trains from scratch faster than GN.
+# ResNet-18 at a quarter width (stages of 16/32/64/128 channels), random init, nothing frozen, BN in train mode:
+# with 8 images of one size per batch its statistics are sound, and it trains from scratch faster than GN. Four
+# high-contrast shape classes need little capacity; the time goes into localising boxes well.
 model = dict(
     backbone=dict(depth=18, base_channels=16, frozen_stages=-1, norm_eval=False, init_cfg=None),
     neck=dict(in_channels=[16, 32, 64, 128], out_channels=32),
@@ -23,7 +24,7 @@ model = dict(
         bbox_roi_extractor=dict(out_channels=32),
         bbox_head=dict(in_channels=32, fc_out_channels=128, num_classes=4)),
     # At most 4 objects per image: far fewer proposals and RoI samples than COCO's 1000 / 512 suffice.
-    train_cfg=dict(rpn_proposal=dict(nms_pre=1000, max_per_img=300), rcnn=dict(sampler=dict(num=64))),
+    train_cfg=dict(rpn_proposal=dict(nms_pre=500, max_per_img=200), rcnn=dict(sampler=dict(num=64))),
     test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=100)))
 
 train_pipeline = [
@@ -54,11 +55,14 @@ test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 
+# 6 epochs of 600 images (450 steps): SGD with a short warm-up and a per-step cosine decay, lr 0.04 for 8 images
+# (twice mmdet's 0.02 per 16: from scratch with BN a higher rate converges faster, and it was stable here).
 max_epochs = 6
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=100),
-    dict(type='CosineAnnealingLR', T_max=max_epochs, eta_min_ratio=0.01, by_epoch=True, begin=0, end=max_epochs)
+    dict(type='CosineAnnealingLR', T_max=max_epochs, eta_min_ratio=0.01, by_epoch=True, begin=0, end=max_epochs,
+         convert_to_iter_based=True)
 ]
 optim_wrapper = dict(optimizer=dict(lr=0.04))
 default_hooks = dict(logger=dict(interval=20), checkpoint=dict(interval=max_epochs))

@@ -1,7 +1,7 @@
 # SkipConv twin of the demo's dense baseline: checkerboard SkipConv in the backbone, the FPN and the RPN head's shared
 # 3x3 conv (half of every conv's output positions computed); prediction layers and the box head stay dense, and
 # everything else (data, schedule, seed) is the baseline's.
-_base_ = './faster-rcnn_r18-w32-scratch_fpn_synthetic-coco.py'
+_base_ = './faster-rcnn_r18-w16-scratch_fpn_1xb8-6e_synthetic-coco.py'
 # skipconv_det registers the 'SkipConv' conv type; its dense_heads module registers ConvCfgRPNHead (imports mmdet).
 custom_imports = dict(imports=['skipconv_det', 'skipconv_det.models.dense_heads'], allow_failed_imports=False)
 
