@@ -15,6 +15,14 @@ if os.environ.get('TORCH_DEVICE'):
 TOL = {torch.float64: 1e-10, torch.float32: 1e-4, torch.bfloat16: 5e-2, torch.float16: 5e-3}
 
 
+@pytest.fixture(params=['in-place padding', 'padded copy'])
+def padding_path(request, monkeypatch):
+    """Run a test through both ways of padding (small inputs take the padded copy by default)."""
+    import skipconv_det.ops.skip_conv as skip_conv
+    monkeypatch.setattr(skip_conv, '_SMALL_INPUT_NUMEL', 0 if request.param == 'in-place padding' else 1 << 62)
+    return request.param
+
+
 def reference(x, weight, bias, stride, padding, dilation, groups, pattern, shift):
     y = F.conv2d(x, weight, bias, stride, padding, dilation, groups)
     return y * skip_mask(pattern, y.shape[1], y.shape[2], y.shape[3], shift, device=y.device).to(y.dtype)
@@ -53,7 +61,7 @@ def assert_matches_reference(x, weight, bias, stride=1, padding=0, dilation=1, g
 @pytest.mark.parametrize('shift', [False, True])
 @pytest.mark.parametrize('pattern', SKIP_PATTERNS)
 @pytest.mark.parametrize('kernel,stride', list(itertools.product([1, 3, 5, 7], [1, 2])))
-def test_matches_reference_over_geometry(device, kernel, stride, pattern, shift):
+def test_matches_reference_over_geometry(device, kernel, stride, pattern, shift, padding_path):
     """Every padding 0..3, dilation 1/2, groups 1/2/depthwise, bias on/off, odd and even sizes."""
     gen = torch.Generator().manual_seed(kernel * 10 + stride)
     for padding, dilation, (cin, cout, groups) in itertools.product(
@@ -71,7 +79,7 @@ def test_matches_reference_over_geometry(device, kernel, stride, pattern, shift)
 
 @pytest.mark.parametrize('pattern', SKIP_PATTERNS)
 @pytest.mark.parametrize('size', [(1, 1), (1, 2), (2, 1), (2, 2), (3, 3), (1, 5)])
-def test_tiny_outputs(pattern, size):
+def test_tiny_outputs(pattern, size, padding_path):
     """1x1 outputs and single rows/columns, where some lattices are empty."""
     x = torch.randn(3, 5, *size, dtype=torch.float64)
     for shift in (False, True):
@@ -83,7 +91,7 @@ def test_tiny_outputs(pattern, size):
 
 @pytest.mark.parametrize('pattern', SKIP_PATTERNS)
 @pytest.mark.parametrize('kernel,dilation', [(1, 1), (2, 1), (3, 1), (4, 1), (3, 2), (4, 2)])
-def test_padding_same(pattern, kernel, dilation):
+def test_padding_same(pattern, kernel, dilation, padding_path):
     """'same' (asymmetric for even extents) and 'valid' strings, as nn.Conv2d accepts them."""
     x = torch.randn(2, 3, 7, 10, dtype=torch.float64)
     w = torch.randn(4, 3, kernel, kernel, dtype=torch.float64)
@@ -169,7 +177,7 @@ def test_extra_repr_shows_pattern_and_density():
     assert 'density=0.5' in repr(SkipConv2d(3, 5, 3))
 
 
-def test_skipped_work_is_not_computed():
+def test_skipped_work_is_not_computed(padding_path):
     """The convolutions the default path issues compute exactly the kept positions, none twice or in vain."""
     from torch.utils._python_dispatch import TorchDispatchMode
 

@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from skipconv_det import SKIP_PATTERNS, skip_conv2d
 from test_skip_conv import assert_matches_reference
 
+from skipconv_det.ops.skip_conv import _SMALL_INPUT_NUMEL as SMALL_INPUT_NUMEL
+
 EXAMPLES = int(os.environ.get('SKIPCONV_FUZZ_EXAMPLES', 150))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize='SKIPCONV_FUZZ_EXAMPLES' not in os.environ,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
@@ -54,8 +56,17 @@ def conv_cases(draw):
 
 
 @FUZZ
-@given(conv_cases())
-def test_matches_reference(case):
+@given(conv_cases(), st.booleans())
+def test_matches_reference(case, pad_in_place):
+    import skipconv_det.ops.skip_conv as skip_conv
+    skip_conv._SMALL_INPUT_NUMEL = 0 if pad_in_place else 1 << 62  # both ways of padding (restored below)
+    try:
+        _check_case(case)
+    finally:
+        skip_conv._SMALL_INPUT_NUMEL = SMALL_INPUT_NUMEL
+
+
+def _check_case(case):
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(case['batch'], case['in_channels'], *case['size'], generator=gen).to(case['dtype'])
     if case['channels_last']:
