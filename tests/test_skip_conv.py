@@ -221,6 +221,16 @@ class TestErrors:
         with pytest.raises(ValueError, match='5 channels.*expects 3'):
             SkipConv2d(3, 4, 3)(torch.randn(1, 5, 8, 8))
 
+    @pytest.mark.parametrize('dtype', [torch.float64, torch.int64])
+    def test_dtype_mismatch(self, dtype):
+        with pytest.raises(TypeError, match=f'{dtype} input for a torch.float32 weight'):
+            SkipConv2d(3, 4, 3)(torch.ones(1, 3, 8, 8, dtype=dtype))
+
+    def test_device_mismatch(self):
+        conv = SkipConv2d(3, 4, 3).to('meta')
+        with pytest.raises(ValueError, match='input on cpu but its weight is on meta'):
+            conv(torch.randn(1, 3, 8, 8))
+
     def test_input_smaller_than_kernel(self):
         with pytest.raises(ValueError, match='smaller than the dilated kernel'):
             SkipConv2d(3, 4, 5)(torch.randn(1, 3, 3, 3))

@@ -209,29 +209,27 @@ def _recorded_args(ann_file: str) -> Optional[dict]:
 
 
 def validate_coco(ann_file: str, img_dir: str) -> dict:
-    """Check a COCO detection annotation file against its images; raise ``ValueError`` on the first problem.
+    """Check a generated COCO detection annotation file against its images; raise ``ValueError`` on the first
+    problem.
 
-    Checks the required fields, unique ids, that every image file exists with the recorded size, that every box
-    lies inside its image with positive size, that category ids are declared, and that pycocotools loads it.
+    On top of what :func:`~skipconv_det.engine.check_coco_annotations` checks before every training (fields,
+    references, image files present), the generator's own output must have unique ids, images of the recorded
+    size, boxes of positive size inside their image, and load in pycocotools.
 
     Returns:
         dict: Counts: ``images``, ``annotations``, ``categories``.
     """
     from pycocotools.coco import COCO  # a project dependency; imported here to keep the generator light
 
+    from ..engine.checks import check_coco_annotations
+    check_coco_annotations(ann_file, img_dir)
     with open(ann_file, encoding='utf-8') as f:
         coco = json.load(f)
-    for key in ('images', 'annotations', 'categories'):
-        if key not in coco:
-            raise ValueError(f'{ann_file}: missing top-level key {key!r}.')
-    cat_ids = {c['id'] for c in coco['categories']}
     images = {}
     for img in coco['images']:
         if img['id'] in images:
             raise ValueError(f'{ann_file}: duplicate image id {img["id"]}.')
         path = osp.join(img_dir, img['file_name'])
-        if not osp.isfile(path):
-            raise ValueError(f'{ann_file}: image file {path} is missing.')
         with Image.open(path) as im:
             if im.size != (img['width'], img['height']):
                 raise ValueError(f'{path}: size {im.size} differs from the recorded '
@@ -242,9 +240,7 @@ def validate_coco(ann_file: str, img_dir: str) -> dict:
         if ann['id'] in ann_ids:
             raise ValueError(f'{ann_file}: duplicate annotation id {ann["id"]}.')
         ann_ids.add(ann['id'])
-        img = images.get(ann['image_id'])
-        if img is None or ann['category_id'] not in cat_ids:
-            raise ValueError(f'{ann_file}: annotation {ann["id"]} refers to an unknown image or category.')
+        img = images[ann['image_id']]
         x, y, w, h = ann['bbox']
         if not (w > 0 and h > 0 and x >= 0 and y >= 0 and x + w <= img['width'] and y + h <= img['height']):
             raise ValueError(f'{ann_file}: annotation {ann["id"]} has box {ann["bbox"]} outside its '
@@ -252,7 +248,7 @@ def validate_coco(ann_file: str, img_dir: str) -> dict:
     api = COCO(ann_file)  # prints "loading annotations into memory..." like every COCO user sees
     if len(api.getImgIds()) != len(images) or len(api.getAnnIds()) != len(ann_ids):
         raise ValueError(f'{ann_file}: pycocotools indexed a different number of images or annotations.')
-    return dict(images=len(images), annotations=len(ann_ids), categories=len(cat_ids))
+    return dict(images=len(images), annotations=len(ann_ids), categories=len(coco['categories']))
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:

@@ -254,6 +254,12 @@ def skip_conv2d(x: torch.Tensor,
         raise ValueError(f'SkipConv got an input with {x.shape[1]} channels, but its weight expects '
                          f'{in_channels} (= {weight.shape[1]} per group x {groups} groups); '
                          'feed a tensor of shape (N, {in_channels}, H, W) or fix in_channels.')
+    if x.device != weight.device:
+        raise ValueError(f'SkipConv got an input on {x.device} but its weight is on {weight.device}; move one '
+                         f'of them, e.g. x.to({str(weight.device)!r}) or layer.to({str(x.device)!r}).')
+    if not x.is_floating_point() or (x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type)):
+        raise TypeError(f'SkipConv got a {x.dtype} input for a {weight.dtype} weight; it needs the same floating '
+                        f'dtype for both, e.g. x.to({weight.dtype}) or layer.to({x.dtype}).')
     stride, dilation = _pair(stride), _pair(dilation)
     if skip_pattern == 'none':
         return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
