@@ -26,8 +26,9 @@ _DATASET_WRAPPER_KEYS = ('dataset', 'datasets')  # RepeatDataset, ClassBalancedD
 _SYNTHETIC_HINT = ('(for the generated stand-in: python -m skipconv_det.datasets.synthetic_coco --out DATA_ROOT '
                    '--overwrite)')
 
-# Words of torch's weights-only loader when it refuses an object outside the allowlist (not when it meets garbage).
-_REFUSAL_WORDS = ('GLOBAL', 'add_safe_globals')
+# Words of a refusal by the safe loader (not of garbage): torch's for a global outside the allowlist, ours for a
+# getattr outside HistoryBuffer's statistics (see checkpoint.py).
+_REFUSAL_WORDS = ('GLOBAL', 'add_safe_globals', 'Refusing getattr')
 
 
 class DatasetError(ValueError):
