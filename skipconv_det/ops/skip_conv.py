@@ -297,6 +297,10 @@ def skip_conv2d(x: torch.Tensor,
         """Output channels [c0, c1) of lattice positions ``rows`` x ``cols`` (ranges of t) from ``inp``."""
         for o0, o1, i0, i1, g in _channel_blocks(c0, c1, out_channels, in_channels, groups):
             part = inp if (i0, i1) == (0, in_channels) else inp[:, i0:i1]
+            if not part.is_contiguous(memory_format=memory_format):
+                # Strided views (subsampled, cropped, channel-sliced) are copied here: oneDNN would copy them
+                # anyway, and its backward corrupts memory on some such views (torch 2.14, CPU).
+                part = part.contiguous(memory_format=memory_format)
             parts.append(F.conv2d(part, weight[o0:o1], None if bias is None else bias[o0:o1], strides, padding,
                                   dilation, g))
             regions.append((slice(None), slice(o0, o1), ph.output_index(*rows), pw.output_index(*cols)))
@@ -312,8 +316,10 @@ def skip_conv2d(x: torch.Tensor,
                 continue  # the output is too small to hold this lattice
             steps = (ph.step, pw.step)
             if ph.main and pw.main:
-                if kernel == (1, 1) and (ph.crop or pw.crop) and ph.pad == pw.pad == 0:
-                    # A cropped view gets copied whole; subsampling first copies a quarter of it.
+                if kernel == (1, 1) and ph.pad == pw.pad == 0 and (ph.step, pw.step) != (1, 1):
+                    # A 1x1 kernel reads only the lattice's own pixels: subsample them (a quarter of the input,
+                    # where a cropped view would be copied whole) and run a stride-1 conv. This also keeps
+                    # clear of strided 1x1 channels_last convs, whose CPU backward corrupts memory (torch 2.14).
                     inp = x[:, :, ph.crop::ph.step, pw.crop::pw.step][:, :, :ph.main, :pw.main]
                     conv(inp, (1, 1), 0, (0, ph.main), (0, pw.main))
                 else:  # (x itself when nothing is cropped: a no-op slice still costs a full copy in backward)
