@@ -77,11 +77,7 @@ def main():
         if args.plot:
             plot_speedups(result, args.plot, title=f'{args.preset}, {device}')
     else:
-        config = args.config
-        if '::' in config:  # a zoo config of an installed library
-            from mmengine.hub import get_config
-            config = get_config(config).filename
-        result = benchmark_model(config, tuple(args.shape), args.device, not args.no_train, args.cfg_options,
+        result = benchmark_model(args.config, tuple(args.shape), args.device, not args.no_train, args.cfg_options,
                                  args.skip_pattern, args.shift_channels, args.skip_scope, **timing)
         print(format_model_table(result))
     if args.json:

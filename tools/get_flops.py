@@ -30,11 +30,7 @@ def parse_args():
 
 def main():
     args = parse_args()
-    config = args.config
-    if '::' in config:  # a zoo config of an installed library
-        from mmengine.hub import get_config
-        config = get_config(config).filename
-    result = compare_flops(config, tuple(args.shape), args.cfg_options, args.skip_pattern, args.shift_channels,
+    result = compare_flops(args.config, tuple(args.shape), args.cfg_options, args.skip_pattern, args.shift_channels,
                            args.skip_scope)
     print(format_flops_table(result))
     if args.json:

@@ -19,7 +19,11 @@ from .complexity import dummy_det_inputs, get_model_complexity
 
 
 def build_model_from_config(config: str, cfg_options: Optional[dict] = None) -> Tuple[nn.Module, str]:
-    """Build ``cfg.model`` in the config's default scope (no weights are loaded); returns (model, scope)."""
+    """Build ``cfg.model`` of a config file or ``lib::path`` zoo name in the config's default scope (no weights are
+    loaded); returns (model, scope)."""
+    if '::' in config:  # a zoo config of an installed library, e.g. mmdet::retinanet/...
+        from mmengine.hub import get_config
+        config = get_config(config).filename
     cfg = Config.fromfile(config)  # runs the config's custom_imports
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
