@@ -11,6 +11,7 @@ import pytest
 import torch
 from mmengine.runner import CheckpointLoader
 
+from skipconv_det.analysis.flops import build_model_from_config
 from skipconv_det.apis import DEMO_CONFIGS
 from skipconv_det.datasets import generate_synthetic_coco
 from skipconv_det.engine import CheckpointError, DatasetError, check_coco_annotations, run_test, run_train
@@ -146,3 +147,22 @@ def test_bad_skipconv_request_through_train(config, tmp_path, flags, message):
     path, _ = config
     with pytest.raises(ValueError, match=message):
         run_train([path, '--skipconv', *flags, '--work-dir', str(tmp_path / 'work')])
+
+
+@pytest.mark.parametrize('tool', ['train', 'get_flops'])
+def test_config_naming_skipconv_without_custom_imports(config, tmp_path, tool):
+    """Our tools import skipconv_det anyway; they still refuse such a config, which other tools cannot build."""
+    path, _ = config
+    bad = tmp_path / 'no_imports.py'
+    bad.write_text(f"_base_ = '{path}'\nmodel = dict(neck=dict(conv_cfg=dict(type='SkipConv')))\n"
+                   "custom_imports = dict(imports=[], allow_failed_imports=False)\n")
+    message = r"uses 'SkipConv' from skipconv_det but does not import it; add custom_imports = dict\(imports="
+    with pytest.raises(ValueError, match=message):
+        if tool == 'train':
+            run_train([str(bad), '--work-dir', str(tmp_path / 'work')])
+        else:
+            build_model_from_config(str(bad))
+    # With the import the same config builds.
+    bad.write_text(bad.read_text().replace('imports=[]', "imports=['skipconv_det']"))
+    model, _ = build_model_from_config(str(bad))
+    assert any(type(m).__name__ == 'SkipConv2d' for m in model.neck.modules())

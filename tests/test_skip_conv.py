@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.modules.utils import _pair
 
 from skipconv_det import SKIP_PATTERNS, SkipConv2d, skip_conv2d, skip_mask
 
@@ -19,12 +20,16 @@ TOL = {torch.float64: 1e-10, torch.float32: 1e-4, torch.bfloat16: 5e-2, torch.fl
 def padding_path(request, monkeypatch):
     """Run a test through both ways of padding (small inputs take the padded copy by default)."""
     import skipconv_det.ops.skip_conv as skip_conv
-    monkeypatch.setattr(skip_conv, '_SMALL_INPUT_NUMEL', 0 if request.param == 'in-place padding' else 1 << 62)
+    monkeypatch.setattr(skip_conv, '_pads_explicitly', lambda x, weight: request.param == 'padded copy')
     return request.param
 
 
 def reference(x, weight, bias, stride, padding, dilation, groups, pattern, shift):
-    y = F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+    if bias is not None and x.device.type == 'cpu' and _pair(dilation) != (1, 1):
+        # torch 2.14's CPU conv crashes on some dilated channels_last geometries when given a bias.
+        y = F.conv2d(x, weight, None, stride, padding, dilation, groups) + bias.view(-1, 1, 1)
+    else:
+        y = F.conv2d(x, weight, bias, stride, padding, dilation, groups)
     return y * skip_mask(pattern, y.shape[1], y.shape[2], y.shape[3], shift, device=y.device).to(y.dtype)
 
 
@@ -99,6 +104,19 @@ def test_padding_same(pattern, kernel, dilation, padding_path):
         out = assert_matches_reference(x, w, None, 1, padding, dilation, 1, pattern, True)
         if padding == 'same':
             assert out.shape[2:] == x.shape[2:]
+
+
+@pytest.mark.parametrize('pattern', SKIP_PATTERNS)
+@pytest.mark.parametrize('kernel,stride,padding,dilation,size', [
+    ((3, 1), (1, 3), (0, 2), (1, 3), (10, 1)),  # dilated size-1 kernel axis
+    ((2, 2), (3, 2), (0, 3), (2, 2), (3, 1)),  # windows wholly in the padding of a dilated axis
+])
+def test_geometry_that_crashes_torch_conv(pattern, kernel, stride, padding, dilation, size, padding_path):
+    """Fuzzing found these: torch 2.14's own CPU conv segfaults on them (channels_last, with a bias)."""
+    x = torch.randn(3, 2, *size).contiguous(memory_format=torch.channels_last)
+    for shift in (False, True):
+        assert_matches_reference(x, torch.randn(4, 1, *kernel), torch.randn(4), stride, padding, dilation, 2,
+                                 pattern, shift)
 
 
 @pytest.mark.parametrize('batch', [0, 1, 3])

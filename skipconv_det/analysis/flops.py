@@ -13,6 +13,7 @@ import torch.nn as nn
 from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 
+from ..engine.checks import check_custom_imports
 from ..models.convert import convert_skipconv, revert_skipconv
 from ..ops.skip_conv import SkipConv2d
 from .complexity import dummy_det_inputs, get_model_complexity
@@ -27,6 +28,7 @@ def build_model_from_config(config: str, cfg_options: Optional[dict] = None) -> 
     cfg = Config.fromfile(config)  # runs the config's custom_imports
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    check_custom_imports(cfg)
     scope = cfg.get('default_scope', 'mmdet')
     init_default_scope(scope)
     model = MODELS.build(cfg.model)

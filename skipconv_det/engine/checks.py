@@ -29,6 +29,8 @@ _SYNTHETIC_HINT = ('(for the generated stand-in: python -m skipconv_det.datasets
 # Words of a refusal by the safe loader (not of garbage): torch's for a global outside the allowlist, ours for a
 # getattr outside HistoryBuffer's statistics (see checkpoint.py).
 _REFUSAL_WORDS = ('GLOBAL', 'add_safe_globals', 'Refusing getattr')
+# The types a config can name only once skipconv_det is imported (the conv type and the model converter).
+_OWN_TYPES = ('SkipConv', 'SkipConvModel')
 
 
 class DatasetError(ValueError):
@@ -139,6 +141,39 @@ def check_datasets(cfg: Config, splits: Sequence[str] = ('train', 'val', 'test')
                 classes = (ds.get('metainfo') or {}).get('classes')
                 check_coco_annotations(ann_file, img_dir, tuple(classes) if classes else None)
                 checked.add((ann_file, img_dir))
+
+
+def _types(node) -> Iterator[str]:
+    """Every ``type`` string of a config, at any depth."""
+    if isinstance(node, dict):
+        if isinstance(node.get('type'), str):
+            yield node['type']
+        for value in node.values():
+            yield from _types(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            yield from _types(value)
+
+
+def check_custom_imports(cfg: Config) -> None:
+    """Refuse a config that names this package's types without importing it through ``custom_imports``.
+
+    Our tools import skipconv_det anyway, so such a config would build here and then fail elsewhere (mmdet's own
+    ``tools/test.py``, a colleague's script) with mmcv's bare ``KeyError: 'SkipConv is not in the ... registry'``.
+
+    Raises:
+        ValueError: Naming the config, the type and the line to add.
+    """
+    imports = (cfg.get('custom_imports') or {}).get('imports', [])
+    imports = [imports] if isinstance(imports, str) else imports
+    if any(name == 'skipconv_det' or name.startswith('skipconv_det.') for name in imports):
+        return
+    named = sorted(set(_types(cfg.to_dict())) & set(_OWN_TYPES))
+    if named:
+        raise ValueError(
+            f'{cfg.filename or "The config"} uses {", ".join(map(repr, named))} from skipconv_det but does not '
+            "import it; add custom_imports = dict(imports=['skipconv_det'], allow_failed_imports=False) to the "
+            'config (it registers the types for any OpenMMLab tool).')
 
 
 @CheckpointLoader.register_scheme(prefixes='', force=True)

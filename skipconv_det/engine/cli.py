@@ -19,7 +19,7 @@ from mmengine.runner import Runner
 
 from ..models import skipconv_model_cfg
 from ..ops import SKIP_PATTERNS
-from .checks import check_datasets
+from .checks import check_custom_imports, check_datasets
 from .resume import enable_exact_resume
 
 # How each library's visualization hook is switched on and told where to write (mmdet's DetVisualizationHook,
@@ -103,6 +103,7 @@ def _load_config(args: argparse.Namespace) -> Config:
         imports = [imports] if isinstance(imports, str) else list(imports)
         custom_imports['imports'] = imports + ['skipconv_det'] * ('skipconv_det' not in imports)
         cfg.custom_imports = custom_imports
+    check_custom_imports(cfg)
     return cfg
 
 

@@ -34,9 +34,17 @@ SKIP_PATTERNS = tuple(_PHASES)
 _DENSITY = {'checkerboard': 0.5, 'row': 0.5, 'col': 0.5, 'grid': 0.25, 'none': 1.0}
 
 IntOrPair = Union[int, Tuple[int, int]]
-# Inputs up to this many elements (512 KiB in float32) are padded explicitly: copying them costs less than the
-# per-call overhead of the border strips that padding in place needs.
+# Inputs up to this many elements (512 KiB in float32), or up to this many times their weight's size, are padded
+# explicitly (see _pads_explicitly).
 _SMALL_INPUT_NUMEL = 1 << 17
+_WEIGHT_MULTIPLE = 4
+
+
+def _pads_explicitly(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether one padded copy of the input beats computing the border positions from strips. Each strip is a
+    conv call of its own, with a fixed cost and (oneDNN) a reorder of the whole weight, so the copy wins on inputs
+    that are small outright or next to their weight (deep layers: 512 channels at 25x42 has a 4x larger weight)."""
+    return x.numel() <= max(_SMALL_INPUT_NUMEL, _WEIGHT_MULTIPLE * weight.numel())
 
 
 def _check_pattern(skip_pattern: str) -> None:
@@ -191,6 +199,17 @@ def _strides_like_channels_last(t: torch.Tensor) -> bool:
     return True
 
 
+def _conv2d(x, weight, bias, stride, padding, dilation, groups):
+    """``F.conv2d``, steered clear of a torch 2.14 CPU crash (channels_last, bias, a dilated strided axis with
+    windows wholly in the padding; found by fuzzing). Both rewrites are exact."""
+    kernel = weight.shape[2:]
+    dilation = tuple(d if k > 1 else 1 for k, d in zip(kernel, dilation))  # dilation of a size-1 axis is moot
+    if bias is not None and not isinstance(padding, str) and any(
+            d > 1 and p >= d * (k - 1) + 1 for p, d, k in zip(_pair(padding), dilation, kernel)):
+        return F.conv2d(x, weight, None, stride, padding, dilation, groups) + bias.view(-1, 1, 1)
+    return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+
+
 def _scatter(out_like, memory_format, regions, parts):
     shape, dtype, device = out_like
     out = torch.empty(shape, dtype=dtype, device=device, memory_format=memory_format).zero_()
@@ -215,6 +234,35 @@ class _Scatter(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         return (None, None, None) + tuple(grad_out[region] for region in ctx.regions)
+
+
+class _Window(torch.autograd.Function):
+    """``F.pad(x[:, :, rows, cols], pads)`` as a new tensor in ``memory_format``, with a backward that writes into
+    a zero gradient of x's own layout: autograd's slicing backward makes a contiguous (NCHW) one, and summing that
+    with a channels_last gradient is a slow transposing add."""
+
+    @staticmethod
+    def forward(ctx, x, rows, cols, pads, memory_format):
+        ctx.like = (x.shape, x.dtype, x.device, torch.channels_last if _strides_like_channels_last(x) else
+                    torch.contiguous_format)
+        ctx.window = rows, cols, pads
+        return _window(x, rows, cols, pads, memory_format)
+
+    @staticmethod
+    def backward(ctx, grad):
+        shape, dtype, device, memory_format = ctx.like
+        rows, cols, (wl, wh, hl, hh) = ctx.window
+        grad_x = torch.empty(shape, dtype=dtype, device=device, memory_format=memory_format).zero_()
+        grad_x[:, :, rows, cols].copy_(grad[:, :, hl:grad.shape[2] - hh, wl:grad.shape[3] - wh])
+        return grad_x, None, None, None, None
+
+
+def _window(x, rows: slice, cols: slice, pads=(0, 0, 0, 0), memory_format=torch.contiguous_format):
+    """The input a lattice's conv reads: rows and columns of x (a crop, a subsampling, a border strip), padded
+    explicitly by ``pads`` (F.pad's order) and laid out in ``memory_format``."""
+    if torch.is_grad_enabled() and x.requires_grad and not torch.jit.is_tracing():
+        return _Window.apply(x, rows, cols, pads, memory_format)
+    return F.pad(x[:, :, rows, cols], pads).contiguous(memory_format=memory_format)
 
 
 def skip_conv2d(x: torch.Tensor,
@@ -262,7 +310,7 @@ def skip_conv2d(x: torch.Tensor,
                         f'dtype for both, e.g. x.to({weight.dtype}) or layer.to({x.dtype}).')
     stride, dilation = _pair(stride), _pair(dilation)
     if skip_pattern == 'none':
-        return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+        return _conv2d(x, weight, bias, stride, padding, dilation, groups)
 
     kernel = tuple(weight.shape[2:])
     pads = _resolve_padding(padding, kernel, dilation)
@@ -274,9 +322,8 @@ def skip_conv2d(x: torch.Tensor,
     if min(out_size) < 1:
         raise ValueError(f'SkipConv: input of spatial size {size} with padding {padding} is smaller than the '
                          f'dilated kernel {kernel} (dilation {dilation}); pad it or use a smaller kernel.')
-    if x.numel() <= _SMALL_INPUT_NUMEL and any(p for axis in pads for p in axis):
-        # On a small input, one padded copy is cheaper than the extra calls of the border strips: every
-        # lattice then fits in the padded input and is a single convolution (of a cropped view).
+    if any(p for axis in pads for p in axis) and _pads_explicitly(x, weight):
+        # Every lattice then fits in the padded input and is a single convolution (of a cropped view).
         x = F.pad(x, (*pads[1], *pads[0]))
         size, pads = tuple(x.shape[2:]), ((0, 0), (0, 0))
 
@@ -291,6 +338,8 @@ def skip_conv2d(x: torch.Tensor,
     # suggest it (the same stride heuristic, so that ambiguous shapes such as N=0 or 1x1 agree too).
     channels_last = _strides_like_channels_last(x) or _strides_like_channels_last(weight)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    # Once here rather than in each lattice's conv call, which would copy the weight to this layout every time.
+    weight = weight.contiguous(memory_format=memory_format)
     regions, parts = [], []
 
     def conv(inp, strides, padding, rows, cols):
@@ -301,8 +350,8 @@ def skip_conv2d(x: torch.Tensor,
                 # Strided views (subsampled, cropped, channel-sliced) are copied here: oneDNN would copy them
                 # anyway, and its backward corrupts memory on some such views (torch 2.14, CPU).
                 part = part.contiguous(memory_format=memory_format)
-            parts.append(F.conv2d(part, weight[o0:o1], None if bias is None else bias[o0:o1], strides, padding,
-                                  dilation, g))
+            parts.append(_conv2d(part, weight[o0:o1], None if bias is None else bias[o0:o1], strides, padding,
+                                 dilation, g))
             regions.append((slice(None), slice(o0, o1), ph.output_index(*rows), pw.output_index(*cols)))
 
     for phase, lattices in enumerate(phases):
@@ -320,19 +369,21 @@ def skip_conv2d(x: torch.Tensor,
                     # A 1x1 kernel reads only the lattice's own pixels: subsample them (a quarter of the input,
                     # where a cropped view would be copied whole) and run a stride-1 conv. This also keeps
                     # clear of strided 1x1 channels_last convs, whose CPU backward corrupts memory (torch 2.14).
-                    inp = x[:, :, ph.crop::ph.step, pw.crop::pw.step][:, :, :ph.main, :pw.main]
-                    conv(inp, (1, 1), 0, (0, ph.main), (0, pw.main))
+                    rows, cols = (slice(p.crop, p.crop + p.step * (p.main - 1) + 1, p.step) for p in (ph, pw))
+                    conv(_window(x, rows, cols, memory_format=memory_format), (1, 1), 0, (0, ph.main), (0, pw.main))
                 else:  # (x itself when nothing is cropped: a no-op slice still costs a full copy in backward)
-                    inp = x[:, :, ph.crop:, pw.crop:] if ph.crop or pw.crop else x
+                    inp = (_window(x, slice(ph.crop, None), slice(pw.crop, None), memory_format=memory_format)
+                           if ph.crop or pw.crop else x)
                     conv(inp, steps, (ph.pad, pw.pad), (0, ph.main), (0, pw.main))
             if ph.main < ph.count:  # bottom rows, full width
                 h0, h1, hl, hh = ph.strip(size[0], ph.main)
                 w0, w1, wl, wh = pw.strip(size[1], 0)
-                conv(F.pad(x[:, :, h0:h1, w0:w1], (wl, wh, hl, hh)), steps, 0, (ph.main, ph.count), (0, pw.count))
+                conv(_window(x, slice(h0, h1), slice(w0, w1), (wl, wh, hl, hh), memory_format), steps, 0,
+                     (ph.main, ph.count), (0, pw.count))
             if ph.main and pw.main < pw.count:  # right columns of the main rows
                 w0, w1, wl, wh = pw.strip(size[1], pw.main)
-                conv(F.pad(x[:, :, ph.crop:, w0:w1], (wl, wh, 0, 0)), steps, (ph.pad, 0), (0, ph.main),
-                     (pw.main, pw.count))
+                conv(_window(x, slice(ph.crop, None), slice(w0, w1), (wl, wh, 0, 0), memory_format), steps,
+                     (ph.pad, 0), (0, ph.main), (pw.main, pw.count))
     out_like = ((x.shape[0], out_channels) + out_size, parts[0].dtype if parts else x.dtype, x.device)
     if torch.jit.is_tracing():
         # The tracer (used by FLOP counters) cannot record a Function with Python-object arguments; plain
