@@ -3,6 +3,7 @@
 Layer mode: shapes x patterns, SkipConv vs the faster of NCHW and channels_last nn.Conv2d, in the same run:
     python tools/benchmark.py layer --preset resnet50-3x3 --plot speedup.png
     python tools/benchmark.py layer --preset resnet50-1x1 --backward --json layers.json
+    python tools/benchmark.py layer --patterns checkerboard --profile channels_last   # where the time goes
 
 Model mode: a config's model, dense vs SkipConv (its twin by convert/revert), per stage and one training step:
     python tools/benchmark.py model configs/faster-rcnn_r50-skipconv_fpn_1x_coco.py --shape 800 1216
@@ -15,7 +16,7 @@ from mmengine.config import DictAction
 
 import skipconv_det  # noqa: F401  (registers SkipConv)
 from skipconv_det.analysis.layer_benchmark import (SHAPE_PRESETS, benchmark_layers, format_layer_table,
-                                                   plot_speedups)
+                                                   plot_speedups, profile_layer)
 from skipconv_det.analysis.model_benchmark import benchmark_model, format_model_table
 from skipconv_det.ops import SKIP_PATTERNS
 
@@ -48,6 +49,8 @@ def parse_args():
     layer.add_argument('--backward', action='store_true', help='time forward + backward')
     layer.add_argument('--batch', type=int, default=1)
     layer.add_argument('--plot', help='save a PNG of speedup vs the density limit per layer')
+    layer.add_argument('--profile', choices=['nchw', 'channels_last'],
+                       help='then show where the time goes: torch.profiler ops of SkipConv and dense in this layout')
 
     model = sub.add_parser('model', parents=[common], help='time a config\'s model')
     model.add_argument('config', help='config file (a path, or mmdet::... / mmpretrain::...)')
@@ -76,6 +79,10 @@ def main():
         print(format_layer_table(result))
         if args.plot:
             plot_speedups(result, args.plot, title=f'{args.preset}, {device}')
+        for cin, cout, h, w in SHAPE_PRESETS[args.preset] if args.profile else ():
+            for pattern, shift in args.patterns:
+                print(profile_layer(cin, cout, h, w, kernel, args.stride, pattern, shift, args.profile, args.backward,
+                                    args.batch, args.device))
     else:
         result = benchmark_model(args.config, tuple(args.shape), args.device, not args.no_train, args.cfg_options,
                                  args.skip_pattern, args.shift_channels, args.skip_scope, **timing)

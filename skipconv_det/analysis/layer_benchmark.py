@@ -96,6 +96,44 @@ def benchmark_layer(in_channels: int,
     return rows
 
 
+def profile_layer(in_channels: int,
+                  out_channels: int,
+                  height: int,
+                  width: int,
+                  kernel_size: int = 3,
+                  stride: int = 1,
+                  skip_pattern: str = 'checkerboard',
+                  shift_channels: bool = False,
+                  layout: str = 'channels_last',
+                  backward: bool = False,
+                  batch: int = 1,
+                  device: str = 'cpu',
+                  runs: int = 3,
+                  top: int = 8) -> str:
+    """Where one layer's time goes: torch.profiler's ops by self time (per call, averaged over ``runs`` after a
+    warm-up), for SkipConv and for the dense convolution in the same layout, as two tables."""
+    from torch.profiler import ProfilerActivity, profile
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, in_channels, height, width, generator=gen).to(device)
+    x = x.contiguous(memory_format=LAYOUTS[layout])
+    weight = torch.randn(out_channels, in_channels, kernel_size, kernel_size, generator=gen).to(device)
+    bias = torch.randn(out_channels, generator=gen).to(device)
+    padding = kernel_size // 2
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith('cuda') else [])
+    tables = []
+    for name, conv in (('SkipConv ' + skip_pattern + ('+shift' if shift_channels else ''),
+                        lambda x, w, b: skip_conv2d(x, w, b, stride, padding, 1, 1, skip_pattern, shift_channels)),
+                       ('dense', lambda x, w, b: F.conv2d(x, w, b, stride, padding))):
+        _timed_conv(conv, x, weight, bias, backward, warmup=1, repeats=1)  # warm-up (oneDNN primitives)
+        with profile(activities=activities, record_shapes=True) as prof:
+            _timed_conv(conv, x, weight, bias, backward, warmup=0, repeats=runs)
+        table = prof.key_averages(group_by_input_shape=True).table(sort_by='self_cpu_time_total', row_limit=top)
+        tables.append(f'## {name}, {in_channels}->{out_channels} @ {height}x{width}, {layout}, '
+                      f'{"fwd+bwd" if backward else "fwd"}, {runs} calls (times are totals over them)\n{table}')
+    return '\n'.join(tables)
+
+
 def benchmark_layers(shapes: Iterable[Tuple[int, int, int, int]], kernel_size: int = 3, **kwargs) -> List[dict]:
     """:func:`benchmark_layer` over ``(in_channels, out_channels, height, width)`` shapes."""
     rows = []
