@@ -200,10 +200,24 @@ def _strides_like_channels_last(t: torch.Tensor) -> bool:
 
 
 def _conv2d(x, weight, bias, stride, padding, dilation, groups):
-    """``F.conv2d``, steered clear of a torch 2.14 CPU crash (channels_last, bias, a dilated strided axis with
-    windows wholly in the padding; found by fuzzing). Both rewrites are exact."""
-    kernel = weight.shape[2:]
-    dilation = tuple(d if k > 1 else 1 for k, d in zip(kernel, dilation))  # dilation of a size-1 axis is moot
+    """``F.conv2d``, steered clear of torch 2.14 CPU crashes found by fuzzing, through exact rewrites:
+
+    - a strided 1x1 conv runs as a stride-1 conv of the subsampled input (the backward of strided 1x1
+      channels_last convs corrupts memory);
+    - dilation along a kernel axis of size 1 is dropped (it is moot), and where a dilated strided axis has windows
+      wholly in the padding the bias is added afterwards (channels_last convs with a bias crash there).
+    """
+    kernel, stride = tuple(weight.shape[2:]), _pair(stride)
+    if kernel == (1, 1) and stride != (1, 1) and not isinstance(padding, str):
+        ph, pw = _pair(padding)
+        # The layout F.conv2d would give (the subsampled input alone can suggest another on tiny shapes).
+        channels_last = _strides_like_channels_last(x) or _strides_like_channels_last(weight)
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        if ph or pw:
+            x = F.pad(x, (pw, pw, ph, ph))
+        x = _window(x, slice(None, None, stride[0]), slice(None, None, stride[1]), memory_format=memory_format)
+        return F.conv2d(x, weight, bias, 1, 0, 1, groups).contiguous(memory_format=memory_format)
+    dilation = tuple(d if k > 1 else 1 for k, d in zip(kernel, _pair(dilation)))
     if bias is not None and not isinstance(padding, str) and any(
             d > 1 and p >= d * (k - 1) + 1 for p, d, k in zip(_pair(padding), dilation, kernel)):
         return F.conv2d(x, weight, None, stride, padding, dilation, groups) + bias.view(-1, 1, 1)
@@ -384,8 +398,7 @@ def skip_conv2d(x: torch.Tensor,
             if ph.main and pw.main:
                 if kernel == (1, 1) and ph.pad == pw.pad == 0 and (ph.step, pw.step) != (1, 1):
                     # A 1x1 kernel reads only the lattice's own pixels: subsample them (a quarter of the input,
-                    # where a cropped view would be copied whole) and run a stride-1 conv. This also keeps
-                    # clear of strided 1x1 channels_last convs, whose CPU backward corrupts memory (torch 2.14).
+                    # where a cropped view would be copied whole) and run a stride-1 conv.
                     rows, cols = (slice(p.crop, p.crop + p.step * (p.main - 1) + 1, p.step) for p in (ph, pw))
                     conv(_window(x, rows, cols, memory_format=memory_format), (1, 1), 0, (0, ph.main), (0, pw.main))
                 else:  # (x itself when nothing is cropped: a no-op slice still costs a full copy in backward)
