@@ -20,7 +20,7 @@ def test_benchmark_layer_rows_and_table(tmp_path):
 
 
 def test_profile_layer_shows_the_ops_of_both():
-    text = profile_layer(4, 6, 9, 8, skip_pattern='grid', layout='nchw', backward=True, runs=1)
+    text = profile_layer(4, 6, 9, 8, skip_pattern='grid', layout='nchw', backward=True, runs=1, top=100)
     skip, dense = text.split('## dense')
     assert skip.startswith('## SkipConv grid, 4->6 @ 9x8, nchw, fwd+bwd')
     for part in (skip, dense):  # both ran a convolution forward and backward
