@@ -23,6 +23,25 @@ SHAPE_PRESETS: Dict[str, Tuple[Tuple[int, int, int, int], ...]] = {
 LAYOUTS = {'nchw': torch.contiguous_format, 'channels_last': torch.channels_last}
 
 
+def _layer_tensors(batch, in_channels, out_channels, height, width, kernel_size, device, dtype=torch.float32):
+    """Seeded random (x, weight, bias) of one layer, so every run and tool times the same numbers."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, in_channels, height, width, generator=gen).to(device, dtype)
+    weight = torch.randn(out_channels, in_channels, kernel_size, kernel_size, generator=gen).to(device, dtype)
+    bias = torch.randn(out_channels, generator=gen).to(device, dtype)
+    return x, weight, bias
+
+
+def _dense_conv(stride: int, padding: int):
+    """``conv(x, weight, bias)``: the dense layer."""
+    return lambda x, w, b: F.conv2d(x, w, b, stride, padding)
+
+
+def _skip_conv(stride: int, padding: int, pattern: str, shift: bool):
+    """``conv(x, weight, bias)``: the same layer as SkipConv."""
+    return lambda x, w, b: skip_conv2d(x, w, b, stride, padding, 1, 1, pattern, shift)
+
+
 def _timed_conv(conv, x, weight, bias, backward: bool, **timing):
     """Median time of ``conv(x, weight, bias)``, with its backward pass if asked."""
     if not backward:
@@ -66,20 +85,17 @@ def benchmark_layer(in_channels: int,
         list[dict]: One row per pattern with the dense and skip times (ms, median) per layout, the speedup of
         the best skip layout over the best dense layout, and the density limit ``1 / density``.
     """
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(batch, in_channels, height, width, generator=gen).to(device, dtype)
-    weight = torch.randn(out_channels, in_channels, kernel_size, kernel_size, generator=gen).to(device, dtype)
-    bias = torch.randn(out_channels, generator=gen).to(device, dtype)
+    x, weight, bias = _layer_tensors(batch, in_channels, out_channels, height, width, kernel_size, device, dtype)
     padding = kernel_size // 2
     inputs = {name: x.contiguous(memory_format=fmt) for name, fmt in LAYOUTS.items()}
 
     def time_layouts(conv):
         return {name: _timed_conv(conv, inp, weight, bias, backward, **timing) for name, inp in inputs.items()}
 
-    dense = time_layouts(lambda x, w, b: F.conv2d(x, w, b, stride, padding))
+    dense = time_layouts(_dense_conv(stride, padding))
     rows = []
     for pattern, shift in patterns:
-        skip = time_layouts(lambda x, w, b: skip_conv2d(x, w, b, stride, padding, 1, 1, pattern, shift))
+        skip = time_layouts(_skip_conv(stride, padding, pattern, shift))
         rows.append(
             dict(
                 shape=(in_channels, out_channels, height, width),
@@ -114,17 +130,14 @@ def profile_layer(in_channels: int,
     warm-up), for SkipConv and for the dense convolution in the same layout, as two tables."""
     from torch.profiler import ProfilerActivity, profile
 
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(batch, in_channels, height, width, generator=gen).to(device)
+    x, weight, bias = _layer_tensors(batch, in_channels, out_channels, height, width, kernel_size, device)
     x = x.contiguous(memory_format=LAYOUTS[layout])
-    weight = torch.randn(out_channels, in_channels, kernel_size, kernel_size, generator=gen).to(device)
-    bias = torch.randn(out_channels, generator=gen).to(device)
     padding = kernel_size // 2
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith('cuda') else [])
     tables = []
     for name, conv in (('SkipConv ' + skip_pattern + ('+shift' if shift_channels else ''),
-                        lambda x, w, b: skip_conv2d(x, w, b, stride, padding, 1, 1, skip_pattern, shift_channels)),
-                       ('dense', lambda x, w, b: F.conv2d(x, w, b, stride, padding))):
+                        _skip_conv(stride, padding, skip_pattern, shift_channels)),
+                       ('dense', _dense_conv(stride, padding))):
         _timed_conv(conv, x, weight, bias, backward, warmup=1, repeats=1)  # warm-up (oneDNN primitives)
         with profile(activities=activities, record_shapes=True) as prof:
             _timed_conv(conv, x, weight, bias, backward, warmup=0, repeats=runs)

@@ -35,6 +35,8 @@ from mmpretrain.datasets import CIFAR10, CIFAR100
 from mmpretrain.registry import DATASETS
 from PIL import Image
 
+from ..engine.checks import add_custom_import
+
 SHAPES = ('disk', 'square', 'triangle', 'ring', 'cross')
 
 
@@ -267,7 +269,5 @@ def use_generated_data(cfg: Config,
         loader.persistent_workers = num_workers > 0
         if batch_size is not None:
             loader.batch_size = batch_size
-    custom_imports = cfg.setdefault('custom_imports', dict(imports=[], allow_failed_imports=False))
-    if __name__ not in custom_imports['imports']:
-        custom_imports['imports'].append(__name__)
+    add_custom_import(cfg, __name__)
     return cfg

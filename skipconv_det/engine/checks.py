@@ -155,6 +155,21 @@ def _types(node) -> Iterator[str]:
             yield from _types(value)
 
 
+def custom_imports_of(cfg: Config) -> list:
+    """The modules a config's ``custom_imports`` names (a single string counts as one)."""
+    imports = (cfg.get('custom_imports') or {}).get('imports', [])
+    return [imports] if isinstance(imports, str) else list(imports)
+
+
+def add_custom_import(cfg: Config, module: str) -> None:
+    """Make a config import ``module`` through ``custom_imports`` (once), so that it rebuilds in a fresh process
+    and in any OpenMMLab tool."""
+    imports = custom_imports_of(cfg)
+    if module not in imports:
+        cfg.custom_imports = dict(cfg.get('custom_imports') or dict(allow_failed_imports=False),
+                                  imports=imports + [module])
+
+
 def check_custom_imports(cfg: Config) -> None:
     """Refuse a config that names this package's types without importing it through ``custom_imports``.
 
@@ -164,9 +179,7 @@ def check_custom_imports(cfg: Config) -> None:
     Raises:
         ValueError: Naming the config, the type and the line to add.
     """
-    imports = (cfg.get('custom_imports') or {}).get('imports', [])
-    imports = [imports] if isinstance(imports, str) else imports
-    if any(name == 'skipconv_det' or name.startswith('skipconv_det.') for name in imports):
+    if any(name == 'skipconv_det' or name.startswith('skipconv_det.') for name in custom_imports_of(cfg)):
         return
     named = sorted(set(_types(cfg.to_dict())) & set(_OWN_TYPES))
     if named:

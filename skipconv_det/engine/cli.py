@@ -19,7 +19,7 @@ from mmengine.runner import Runner
 
 from ..models import skipconv_model_cfg
 from ..ops import SKIP_PATTERNS
-from .checks import check_custom_imports, check_datasets
+from .checks import add_custom_import, check_custom_imports, check_datasets
 from .resume import enable_exact_resume
 
 # How each library's visualization hook is switched on and told where to write (mmdet's DetVisualizationHook,
@@ -98,11 +98,7 @@ def _load_config(args: argparse.Namespace) -> Config:
         cfg.model = skipconv_model_cfg(cfg.model, skip_pattern=args.skip_pattern,
                                        shift_channels=args.shift_channels, scope=args.skip_scope)
         # The dumped config must rebuild the same model on its own, e.g. with mmdet's own tools/test.py.
-        custom_imports = cfg.get('custom_imports', dict(imports=[], allow_failed_imports=False))
-        imports = custom_imports['imports']
-        imports = [imports] if isinstance(imports, str) else list(imports)
-        custom_imports['imports'] = imports + ['skipconv_det'] * ('skipconv_det' not in imports)
-        cfg.custom_imports = custom_imports
+        add_custom_import(cfg, 'skipconv_det')
     check_custom_imports(cfg)
     return cfg
 

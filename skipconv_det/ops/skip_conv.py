@@ -199,6 +199,13 @@ def _strides_like_channels_last(t: torch.Tensor) -> bool:
     return True
 
 
+def _suggested_memory_format(*tensors: torch.Tensor) -> torch.memory_format:
+    """channels_last if any of the tensors' strides suggest it (ATen's rule for a convolution's output layout,
+    with input and weight), else contiguous."""
+    return (torch.channels_last if any(_strides_like_channels_last(t) for t in tensors) else
+            torch.contiguous_format)
+
+
 def _conv2d(x, weight, bias, stride, padding, dilation, groups):
     """``F.conv2d``, steered clear of torch 2.14 CPU crashes found by fuzzing, through exact rewrites:
 
@@ -211,8 +218,7 @@ def _conv2d(x, weight, bias, stride, padding, dilation, groups):
     if kernel == (1, 1) and stride != (1, 1) and not isinstance(padding, str):
         ph, pw = _pair(padding)
         # The layout F.conv2d would give (the subsampled input alone can suggest another on tiny shapes).
-        channels_last = _strides_like_channels_last(x) or _strides_like_channels_last(weight)
-        memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        memory_format = _suggested_memory_format(x, weight)
         if ph or pw:
             x = F.pad(x, (pw, pw, ph, ph))
         x = _window(x, slice(None, None, stride[0]), slice(None, None, stride[1]), memory_format=memory_format)
@@ -274,8 +280,7 @@ class _Window(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, rows, cols, pads, memory_format):
-        ctx.like = (x.shape, x.dtype, x.device, torch.channels_last if _strides_like_channels_last(x) else
-                    torch.contiguous_format)
+        ctx.like = (x.shape, x.dtype, x.device, _suggested_memory_format(x))
         ctx.window = rows, cols, pads
         return _window(x, rows, cols, pads, memory_format)
 
@@ -367,8 +372,7 @@ def skip_conv2d(x: torch.Tensor,
 
     # The output layout follows ATen's convolution: channels_last if the input's or the weight's strides
     # suggest it (the same stride heuristic, so that ambiguous shapes such as N=0 or 1x1 agree too).
-    channels_last = _strides_like_channels_last(x) or _strides_like_channels_last(weight)
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    memory_format = _suggested_memory_format(x, weight)
     # Once here rather than in each lattice's conv call, which would copy the weight to this layout every time.
     weight = weight.contiguous(memory_format=memory_format)
     regions, parts = [], []
@@ -378,8 +382,8 @@ def skip_conv2d(x: torch.Tensor,
         for o0, o1, i0, i1, g in _channel_blocks(c0, c1, out_channels, in_channels, groups):
             part = inp if (i0, i1) == (0, in_channels) else inp[:, i0:i1]
             if not part.is_contiguous(memory_format=memory_format):
-                # Strided views (subsampled, cropped, channel-sliced) are copied here: oneDNN would copy them
-                # anyway, and its backward corrupts memory on some such views (torch 2.14, CPU).
+                # A channel slice (grouped blocks) or a strided input is copied here, in the output's layout:
+                # oneDNN would copy it anyway. (Crops, subsamplings and strips come from _window already laid out.)
                 part = part.contiguous(memory_format=memory_format)
             parts.append(_conv2d(part, weight[o0:o1], None if bias is None else bias[o0:o1], strides, padding,
                                  dilation, g))
@@ -415,7 +419,7 @@ def skip_conv2d(x: torch.Tensor,
                 conv(_window(x, slice(ph.crop, None), slice(w0, w1), (wl, wh, 0, 0), memory_format), steps,
                      (ph.pad, 0), (0, ph.main), (pw.main, pw.count))
     out_like = ((x.shape[0], out_channels) + out_size, parts[0].dtype if parts else x.dtype, x.device)
-    skipped = None if not channels_last else tuple(
+    skipped = None if memory_format != torch.channels_last else tuple(
         (slice(None), slice(c0, c1), slice(a, None, 2), slice(None) if b is None else slice(b, None, 2))
         for (c0, c1), lattices in zip(ranges, phases) if c1 > c0 for a, b in _skipped_cells(lattices))
     if torch.jit.is_tracing():
