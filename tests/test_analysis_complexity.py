@@ -5,7 +5,8 @@ import torch.nn as nn
 from mmengine.config import Config
 
 from skipconv_det import SkipConv2d, skip_mask
-from skipconv_det.analysis import dummy_det_inputs, get_model_complexity, measure_latency, model_latency
+from skipconv_det.analysis import (dummy_det_inputs, get_model_complexity, measure_latencies, measure_latency,
+                                   model_latency)
 
 DEMO_DENSE = 'configs/demo/faster-rcnn_r18-w16-scratch_fpn_1xb8-6e_synthetic-coco.py'
 DEMO_SKIPCONV = 'configs/demo/faster-rcnn_r18-w16-scratch-skipconv_fpn_1xb8-6e_synthetic-coco.py'
@@ -70,6 +71,13 @@ def test_params_per_component_and_training_flag_restored():
     assert result['params']['total'] == sum(p.numel() for p in model.parameters())
     assert result['input_shape'] == [1, 3, 8, 8]
     assert model.training
+
+
+def test_measure_latencies_take_turns():
+    calls = []
+    result = measure_latencies({'a': lambda: calls.append('a'), 'b': lambda: calls.append('b')}, warmup=1, repeats=3)
+    assert calls == ['a', 'b'] * 4  # one warm-up round, then three timed rounds, each in turns
+    assert set(result) == {'a', 'b'} and all(r['repeats'] == 3 for r in result.values())
 
 
 def test_measure_latency_reports_median_and_threads():

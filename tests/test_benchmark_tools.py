@@ -1,7 +1,11 @@
-"""The layer benchmark and profiler behind tools/benchmark.py, on a tiny layer (timings themselves are not tested)."""
+"""The layer and model benchmarks and profilers behind tools/benchmark.py, on a tiny layer and a small model
+(timings themselves are not tested)."""
 import json
 
 from skipconv_det.analysis.layer_benchmark import benchmark_layer, format_layer_table, plot_speedups, profile_layer
+from skipconv_det.analysis.model_benchmark import benchmark_model, format_model_table, profile_model
+
+CIFAR_RESNET = 'configs/classification/resnet56_8xb16_cifar10.py'
 
 
 def test_benchmark_layer_rows_and_table(tmp_path):
@@ -26,3 +30,28 @@ def test_profile_layer_shows_the_ops_of_both():
     for part in (skip, dense):  # both ran a convolution forward and backward
         assert 'aten::_convolution' in part and 'backward' in part and 'Self CPU time total' in part
     assert '_Scatter' in skip and '_Scatter' not in dense
+
+
+def test_benchmark_model_times_both_models_per_stage_and_layout():
+    result = benchmark_model(CIFAR_RESNET, (16, 16), warmup=0, repeats=1)
+    stages = ['backbone', 'backbone+neck', 'inference', 'train step']
+    for name in ('dense', 'skipconv'):
+        assert list(result[name]) == stages
+        assert all(set(result[name][stage]) == {'nchw', 'channels_last'} for stage in stages)
+    assert result['ratio']['inference'] == (min(result['skipconv']['inference'].values()) /
+                                            min(result['dense']['inference'].values()))
+    table = format_model_table(result)
+    assert table.count('\n| ') == 1 + len(stages) and '@ 16x16, cpu' in table
+    json.dumps(result)  # what --json writes
+
+
+def test_profile_model_shows_skipconv_work_beside_dense():
+    text = profile_model(CIFAR_RESNET, (16, 16), stage='train step', layout='nchw', top=100)
+    header, *rows = [line for line in text.splitlines() if line.startswith('| ')]
+    assert header == '| op | dense ms | SkipConv ms | dense calls | SkipConv calls |'
+    by_op = {row.split(' | ')[0][2:]: row.split(' | ')[1:] for row in rows}
+    assert by_op['_Scatter'][0] == '-' and by_op['_Scatter'][1] != '-'  # only SkipConv scatters its lattices
+    assert 'aten::convolution_backward' in by_op  # a training step ran the backward
+    dense_total = float(by_op['total'][0])
+    assert dense_total > 0 and abs(sum(float(v[0]) for op, v in by_op.items() if op != 'total' and v[0] != '-') -
+                                   dense_total) < 0.05 * dense_total + 0.5  # the table's ops add up to the total

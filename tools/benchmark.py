@@ -7,6 +7,7 @@ Layer mode: shapes x patterns, SkipConv vs the faster of NCHW and channels_last 
 
 Model mode: a config's model, dense vs SkipConv (its twin by convert/revert), per stage and one training step:
     python tools/benchmark.py model configs/faster-rcnn_r50-skipconv_fpn_1x_coco.py --shape 800 1216
+    python tools/benchmark.py model configs/faster-rcnn_r50-skipconv_fpn_1x_coco.py --profile channels_last
 """
 import argparse
 import json
@@ -17,7 +18,7 @@ from mmengine.config import DictAction
 import skipconv_det  # noqa: F401  (registers SkipConv)
 from skipconv_det.analysis.layer_benchmark import (SHAPE_PRESETS, benchmark_layers, format_layer_table,
                                                    plot_speedups, profile_layer)
-from skipconv_det.analysis.model_benchmark import benchmark_model, format_model_table
+from skipconv_det.analysis.model_benchmark import benchmark_model, format_model_table, profile_model
 from skipconv_det.ops import SKIP_PATTERNS
 
 
@@ -61,6 +62,11 @@ def parse_args():
     model.add_argument('--skip-scope', nargs='+', metavar='NAME', help='components to convert (default: all)')
     model.add_argument('--no-train', action='store_true', help='skip the training step')
     model.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config settings')
+    model.add_argument('--profile', choices=['nchw', 'channels_last'],
+                       help='instead of timing, show where the time goes: torch.profiler ops of one stage, dense '
+                       'beside SkipConv, in this layout')
+    model.add_argument('--profile-stage', default='backbone+neck',
+                       choices=['backbone', 'backbone+neck', 'inference', 'train step'])
     return parser.parse_args()
 
 
@@ -71,7 +77,9 @@ def main():
     device = (torch.cuda.get_device_name(args.device)
               if args.device.startswith('cuda') else f'CPU, {torch.get_num_threads()} threads')
     timing = dict(warmup=args.warmup, repeats=args.repeats)
-    print(f'# torch {torch.__version__}, {device}; median of {args.repeats} runs after {args.warmup} warm-up')
+    timed = not (args.mode == 'model' and args.profile)
+    print(f'# torch {torch.__version__}, {device}' +
+          (f'; median of {args.repeats} runs after {args.warmup} warm-up, taken in turns' if timed else ''))
     if args.mode == 'layer':
         kernel = args.kernel_size or (1 if args.preset.endswith('1x1') else 3)
         result = benchmark_layers(SHAPE_PRESETS[args.preset], kernel, stride=args.stride, patterns=args.patterns,
@@ -83,6 +91,11 @@ def main():
             for pattern, shift in args.patterns:
                 print(profile_layer(cin, cout, h, w, kernel, args.stride, pattern, shift, args.profile, args.backward,
                                     args.batch, args.device))
+    elif args.profile:
+        result = profile_model(args.config, tuple(args.shape), args.profile_stage, args.profile, args.device,
+                               args.cfg_options, args.skip_pattern, args.shift_channels, args.skip_scope,
+                               runs=args.repeats)
+        print(result)
     else:
         result = benchmark_model(args.config, tuple(args.shape), args.device, not args.no_train, args.cfg_options,
                                  args.skip_pattern, args.shift_channels, args.skip_scope, **timing)

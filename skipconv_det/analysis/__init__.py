@@ -1,3 +1,3 @@
-from .complexity import dummy_det_inputs, get_model_complexity, measure_latency, model_latency
+from .complexity import dummy_det_inputs, get_model_complexity, measure_latencies, measure_latency, model_latency
 
-__all__ = ['dummy_det_inputs', 'get_model_complexity', 'measure_latency', 'model_latency']
+__all__ = ['dummy_det_inputs', 'get_model_complexity', 'measure_latencies', 'measure_latency', 'model_latency']

@@ -104,23 +104,26 @@ def get_model_complexity(model: nn.Module,
         params={**{name: int(params.get(name, 0)) for name in names}, 'total': int(params[''])})
 
 
-def measure_latency(fn: Callable[[], Any],
-                    warmup: int = 3,
-                    repeats: int = 10,
-                    num_threads: Optional[int] = None,
-                    device: Optional[torch.device] = None) -> Dict[str, Any]:
-    """Median wall time of ``fn()`` after warm-up.
+def measure_latencies(fns: Dict[str, Callable[[], Any]],
+                      warmup: int = 3,
+                      repeats: int = 10,
+                      num_threads: Optional[int] = None,
+                      device: Optional[torch.device] = None) -> Dict[str, Dict[str, Any]]:
+    """Median wall time of each ``fn()`` after warm-up, the calls taken in turns (round-robin).
+
+    Taking turns puts the things being compared under the same machine conditions: on a shared machine whose
+    speed drifts, timing one after the other would credit the drift to whichever came second.
 
     Args:
-        fn (callable): The work to time, called without arguments.
-        warmup (int): Untimed calls first (allocator, caches, lazy init). Default: 3.
-        repeats (int): Timed calls. Default: 10.
+        fns (dict[str, callable]): The work to time, by name, each called without arguments.
+        warmup (int): Untimed rounds first (allocator, caches, lazy init). Default: 3.
+        repeats (int): Timed rounds. Default: 10.
         num_threads (int, optional): ``torch.set_num_threads`` for the measurement (restored afterwards).
             Default: None (torch's current setting).
         device (torch.device, optional): A CUDA device is synchronised around every call. Default: None.
 
     Returns:
-        dict: ``median_ms``, ``min_ms``, ``max_ms``, ``repeats``, ``warmup``, ``threads``.
+        dict: Per name, ``median_ms``, ``min_ms``, ``max_ms``, ``repeats``, ``warmup``, ``threads``.
     """
     sync = torch.cuda.synchronize if device is not None and torch.device(device).type == 'cuda' else (lambda: None)
     previous = torch.get_num_threads()
@@ -129,18 +132,28 @@ def measure_latency(fn: Callable[[], Any],
     try:
         threads = torch.get_num_threads()
         for _ in range(warmup):
-            fn()
-        times = []
+            for fn in fns.values():
+                fn()
+        times: Dict[str, List[float]] = {name: [] for name in fns}
         for _ in range(repeats):
-            sync()
-            start = time.perf_counter()
-            fn()
-            sync()
-            times.append((time.perf_counter() - start) * 1e3)
+            for name, fn in fns.items():
+                sync()
+                start = time.perf_counter()
+                fn()
+                sync()
+                times[name].append((time.perf_counter() - start) * 1e3)
     finally:
         torch.set_num_threads(previous)
-    return dict(median_ms=statistics.median(times), min_ms=min(times), max_ms=max(times), repeats=repeats,
-                warmup=warmup, threads=threads)
+    return {
+        name: dict(median_ms=statistics.median(ts), min_ms=min(ts), max_ms=max(ts), repeats=repeats, warmup=warmup,
+                   threads=threads)
+        for name, ts in times.items()
+    }
+
+
+def measure_latency(fn: Callable[[], Any], **timing) -> Dict[str, Any]:
+    """:func:`measure_latencies` of one ``fn``: its median wall time after warm-up."""
+    return measure_latencies({'fn': fn}, **timing)['fn']
 
 
 def model_latency(model: nn.Module,
@@ -156,7 +169,7 @@ def model_latency(model: nn.Module,
         data_samples (list, optional): Data samples for ``forward(inputs, data_samples, mode=mode)``.
         mode (str, optional): mmengine forward mode: 'predict' (full inference, post-processing included) or
             'tensor' (raw outputs). None calls ``model(inputs)`` (a plain module). Default: 'predict'.
-        **kwargs: ``warmup``, ``repeats``, ``num_threads`` of :func:`measure_latency`.
+        **kwargs: ``warmup``, ``repeats``, ``num_threads`` of :func:`measure_latencies`.
 
     Returns:
         dict: As :func:`measure_latency`, plus ``input_shape`` and ``mode``.

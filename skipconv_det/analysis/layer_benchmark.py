@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from ..ops.skip_conv import skip_conv2d, skip_density
-from .complexity import measure_latency
+from .complexity import measure_latencies
 
 # (channels, height, width) of the 3x3 convs in the four ResNet-50 stages (and the FPN outputs' 256-channel
 # levels) for an 800x1344 input.
@@ -42,11 +42,10 @@ def _skip_conv(stride: int, padding: int, pattern: str, shift: bool):
     return lambda x, w, b: skip_conv2d(x, w, b, stride, padding, 1, 1, pattern, shift)
 
 
-def _timed_conv(conv, x, weight, bias, backward: bool, **timing):
-    """Median time of ``conv(x, weight, bias)``, with its backward pass if asked."""
+def _conv_call(conv, x, weight, bias, backward: bool):
+    """A no-argument call of ``conv(x, weight, bias)`` to time: under no_grad, or with its backward pass."""
     if not backward:
-        with torch.no_grad():
-            return measure_latency(lambda: conv(x, weight, bias), device=x.device, **timing)['median_ms']
+        return torch.no_grad()(lambda: conv(x, weight, bias))
     x, weight, bias = (t.detach().requires_grad_() for t in (x, weight, bias))
     grad = torch.randn_like(conv(x, weight, bias))
 
@@ -55,7 +54,7 @@ def _timed_conv(conv, x, weight, bias, backward: bool, **timing):
         x.grad = weight.grad = bias.grad = None
         out.backward(grad)
 
-    return measure_latency(step, device=x.device, **timing)['median_ms']
+    return step
 
 
 def benchmark_layer(in_channels: int,
@@ -70,7 +69,7 @@ def benchmark_layer(in_channels: int,
                     device: str = 'cpu',
                     dtype: torch.dtype = torch.float32,
                     **timing) -> List[dict]:
-    """Time one layer shape: dense in both layouts, then each (pattern, shift_channels) in both layouts.
+    """Time one layer shape: dense and each (pattern, shift_channels), each in both layouts, in turns.
 
     Args:
         in_channels, out_channels, height, width, kernel_size, stride: The layer and its input size.
@@ -79,7 +78,7 @@ def benchmark_layer(in_channels: int,
         batch (int): Batch size. Default: 1.
         device (str): 'cpu' or 'cuda'. Default: 'cpu'.
         dtype (torch.dtype): Default: float32.
-        **timing: ``warmup``, ``repeats``, ``num_threads`` of :func:`measure_latency`.
+        **timing: ``warmup``, ``repeats``, ``num_threads`` of :func:`measure_latencies`.
 
     Returns:
         list[dict]: One row per pattern with the dense and skip times (ms, median) per layout, the speedup of
@@ -87,15 +86,21 @@ def benchmark_layer(in_channels: int,
     """
     x, weight, bias = _layer_tensors(batch, in_channels, out_channels, height, width, kernel_size, device, dtype)
     padding = kernel_size // 2
-    inputs = {name: x.contiguous(memory_format=fmt) for name, fmt in LAYOUTS.items()}
+    convs = {'dense': _dense_conv(stride, padding)}
+    convs.update({(pattern, shift): _skip_conv(stride, padding, pattern, shift) for pattern, shift in patterns})
+    # Every candidate in every layout (weight included, as model.to(memory_format=...) leaves it), timed in turns.
+    calls = {(name, layout): _conv_call(conv, x.contiguous(memory_format=fmt), weight.contiguous(memory_format=fmt),
+                                        bias, backward)
+             for name, conv in convs.items() for layout, fmt in LAYOUTS.items()}
+    times = {key: t['median_ms'] for key, t in measure_latencies(calls, device=x.device, **timing).items()}
 
-    def time_layouts(conv):
-        return {name: _timed_conv(conv, inp, weight, bias, backward, **timing) for name, inp in inputs.items()}
+    def by_layout(name):
+        return {layout: times[name, layout] for layout in LAYOUTS}
 
-    dense = time_layouts(_dense_conv(stride, padding))
+    dense = by_layout('dense')
     rows = []
     for pattern, shift in patterns:
-        skip = time_layouts(_skip_conv(stride, padding, pattern, shift))
+        skip = by_layout((pattern, shift))
         rows.append(
             dict(
                 shape=(in_channels, out_channels, height, width),
@@ -131,16 +136,18 @@ def profile_layer(in_channels: int,
     from torch.profiler import ProfilerActivity, profile
 
     x, weight, bias = _layer_tensors(batch, in_channels, out_channels, height, width, kernel_size, device)
-    x = x.contiguous(memory_format=LAYOUTS[layout])
+    x, weight = (t.contiguous(memory_format=LAYOUTS[layout]) for t in (x, weight))
     padding = kernel_size // 2
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith('cuda') else [])
     tables = []
     for name, conv in (('SkipConv ' + skip_pattern + ('+shift' if shift_channels else ''),
                         _skip_conv(stride, padding, skip_pattern, shift_channels)),
                        ('dense', _dense_conv(stride, padding))):
-        _timed_conv(conv, x, weight, bias, backward, warmup=1, repeats=1)  # warm-up (oneDNN primitives)
+        call = _conv_call(conv, x, weight, bias, backward)
+        call()  # warm-up (oneDNN primitives)
         with profile(activities=activities, record_shapes=True) as prof:
-            _timed_conv(conv, x, weight, bias, backward, warmup=0, repeats=runs)
+            for _ in range(runs):
+                call()
         table = prof.key_averages(group_by_input_shape=True).table(sort_by='self_cpu_time_total', row_limit=top)
         tables.append(f'## {name}, {in_channels}->{out_channels} @ {height}x{width}, {layout}, '
                       f'{"fwd+bwd" if backward else "fwd"}, {runs} calls (times are totals over them)\n{table}')

@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from .complexity import measure_latency
+from .complexity import measure_latencies
 from .flops import build_model_from_config, dense_and_skipconv_twins
 from .layer_benchmark import LAYOUTS
 
@@ -25,6 +25,10 @@ def _detection_batch(model: nn.Module, shape: Tuple[int, int], device: str) -> T
 def _classification_batch(shape: Tuple[int, int], device: str) -> Tuple[torch.Tensor, Any]:
     from mmpretrain.structures import DataSample
     return torch.randn(1, 3, *shape, device=device), [DataSample().set_gt_label(0)]
+
+
+def _batch(model: nn.Module, scope: str, shape: Tuple[int, int], device: str) -> Tuple[torch.Tensor, Any]:
+    return _detection_batch(model, shape, device) if scope == 'mmdet' else _classification_batch(shape, device)
 
 
 def _stages(model: nn.Module, inputs: torch.Tensor, samples: Any) -> Dict[str, Callable[[], Any]]:
@@ -49,27 +53,40 @@ def _train_step(model: nn.Module, inputs: torch.Tensor, samples: Any) -> Callabl
     return step
 
 
-def time_model(model: nn.Module, scope: str, shape: Tuple[int, int], device: str = 'cpu', train: bool = True,
-               **timing) -> Dict[str, Dict[str, float]]:
-    """Median ms of each stage (and a training step) in each memory layout: ``{stage: {layout: ms}}``."""
-    model = model.to(device)
-    if scope == 'mmdet':
-        inputs, samples = _detection_batch(model, shape, device)
-    else:
-        inputs, samples = _classification_batch(shape, device)
-    results: Dict[str, Dict[str, float]] = {}
+def time_models(models: Dict[str, nn.Module], scope: str, shape: Tuple[int, int], device: str = 'cpu',
+                train: bool = True, **timing) -> Dict[str, Dict[str, Dict[str, float]]]:
+    """Median ms of each stage (and a training step) of each model in each memory layout, the models timed in
+    turns (see :func:`measure_latencies`): ``{model: {stage: {layout: ms}}}``."""
+    models = {name: model.to(device) for name, model in models.items()}
+    inputs, samples = _batch(next(iter(models.values())), scope, shape, device)
+    results: Dict[str, Dict[str, Dict[str, float]]] = {name: {} for name in models}
+
+    def record(stage, layout, calls):
+        for name, t in measure_latencies(calls, device=device, **timing).items():
+            results[name].setdefault(stage, {})[layout] = t['median_ms']
+
     for layout, memory_format in LAYOUTS.items():
-        model.to(memory_format=memory_format)
         x = inputs.contiguous(memory_format=memory_format)
-        model.eval()
+        stages = {}
+        for name, model in models.items():
+            model.to(memory_format=memory_format).eval()
+            stages[name] = _stages(model, x, samples)
         with torch.no_grad():
-            for stage, fn in _stages(model, x, samples).items():
-                results.setdefault(stage, {})[layout] = measure_latency(fn, device=device, **timing)['median_ms']
+            for stage in stages[name]:
+                record(stage, layout, {name: fns[stage] for name, fns in stages.items()})
         if train:
-            model.train()
-            results.setdefault('train step', {})[layout] = measure_latency(
-                _train_step(model, x, samples), device=device, **timing)['median_ms']
+            for model in models.values():
+                model.train()
+            record('train step', layout, {name: _train_step(model, x, samples) for name, model in models.items()})
     return results
+
+
+def _dense_and_skipconv(config, cfg_options, skip_pattern, shift_channels, scope):
+    """``({'dense': model, 'skipconv': model}, library scope)``: a config's model and its twin."""
+    model, lib_scope = build_model_from_config(config, cfg_options)
+    dense, skip = dense_and_skipconv_twins(model, skip_pattern=skip_pattern, shift_channels=shift_channels,
+                                           scope=scope)
+    return dict(dense=dense, skipconv=skip), lib_scope
 
 
 def benchmark_model(config: str,
@@ -81,13 +98,10 @@ def benchmark_model(config: str,
                     shift_channels: bool = False,
                     scope: Optional[Sequence[str]] = None,
                     **timing) -> Dict[str, Any]:
-    """Dense vs SkipConv timing of a config's model (see :func:`time_model`), with best-layout ratios."""
-    model, lib_scope = build_model_from_config(config, cfg_options)
-    dense, skip = dense_and_skipconv_twins(model, skip_pattern=skip_pattern, shift_channels=shift_channels,
-                                           scope=scope)
+    """Dense vs SkipConv timing of a config's model (see :func:`time_models`), with best-layout ratios."""
+    models, lib_scope = _dense_and_skipconv(config, cfg_options, skip_pattern, shift_channels, scope)
     result = dict(config=config, shape=list(shape), device=device, threads=torch.get_num_threads())
-    for name, net in (('dense', dense), ('skipconv', skip)):
-        result[name] = time_model(net, lib_scope, shape, device, train, **timing)
+    result.update(time_models(models, lib_scope, shape, device, train, **timing))
     result['ratio'] = {
         stage: min(result['skipconv'][stage].values()) / min(times.values())
         for stage, times in result['dense'].items()
@@ -107,4 +121,60 @@ def format_model_table(result: Dict[str, Any]) -> str:
         skip = result['skipconv'][stage]
         lines.append(f"| {stage} | {dense['nchw']:.0f} | {dense['channels_last']:.0f} | {skip['nchw']:.0f} "
                      f"| {skip['channels_last']:.0f} | {result['ratio'][stage]:.2f}× |")
+    return '\n'.join(lines)
+
+
+def profile_model(config: str,
+                  shape: Tuple[int, int],
+                  stage: str = 'backbone+neck',
+                  layout: str = 'channels_last',
+                  device: str = 'cpu',
+                  cfg_options: Optional[dict] = None,
+                  skip_pattern: str = 'checkerboard',
+                  shift_channels: bool = False,
+                  scope: Optional[Sequence[str]] = None,
+                  runs: int = 1,
+                  top: int = 12) -> str:
+    """Where a model's time goes, dense vs SkipConv: torch.profiler's ops of one stage (or 'train step') by self
+    time per call (averaged over ``runs`` calls after a warm-up call), the two models side by side.
+
+    Returns:
+        str: A markdown table of the ``top`` ops by the larger of the two times, then the rest and the total.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.startswith('cuda')
+    models, lib_scope = _dense_and_skipconv(config, cfg_options, skip_pattern, shift_channels, scope)
+    inputs, samples = _batch(models['dense'].to(device), lib_scope, shape, device)
+    x = inputs.contiguous(memory_format=LAYOUTS[layout])
+    per_op: Dict[str, Dict[str, Tuple[float, float]]] = {}
+    for name, model in models.items():
+        model.to(device).to(memory_format=LAYOUTS[layout]).train(stage == 'train step')
+        call = _train_step(model, x, samples) if stage == 'train step' else _stages(model, x, samples)[stage]
+        with torch.set_grad_enabled(stage == 'train step'):
+            call()  # warm-up (oneDNN primitives, allocator)
+            with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+                for _ in range(runs):
+                    call()
+        for event in prof.key_averages():
+            us = event.self_device_time_total if cuda else event.self_cpu_time_total
+            per_op.setdefault(event.key, {})[name] = (us / 1e3 / runs, event.count / runs)
+    totals = {name: sum(ops[name][0] for ops in per_op.values() if name in ops) for name in models}
+    ranked = sorted(per_op.items(), key=lambda item: -max(ms for ms, _ in item[1].values()))
+    lines = [
+        f'{config} @ {shape[0]}x{shape[1]}, {stage}, {layout}, {device}: self {"device" if cuda else "CPU"} ms '
+        f'per call by op (mean of {runs} after a warm-up)',
+        '| op | dense ms | SkipConv ms | dense calls | SkipConv calls |', '|---|---|---|---|---|'
+    ]
+
+    def cells(ops):
+        ms = [f'{ops[name][0]:.1f}' if name in ops else '-' for name in models]
+        calls = [f'{ops[name][1]:g}' if name in ops else '-' for name in models]
+        return ' | '.join(ms + calls)
+
+    for op, ops in ranked[:top]:
+        lines.append(f'| {op} | {cells(ops)} |')
+    rest = {name: sum(ops[name][0] for _, ops in ranked[top:] if name in ops) for name in models}
+    lines.append(f"| other ops | {rest['dense']:.1f} | {rest['skipconv']:.1f} | | |")
+    lines.append(f"| total | {totals['dense']:.1f} | {totals['skipconv']:.1f} | | |")
     return '\n'.join(lines)
