@@ -5,16 +5,16 @@
     SKIPCONV_FUZZ_EXAMPLES=10000 .venv/bin/python -m pytest tests/test_skip_conv_fuzz.py \
         -k matches_reference --hypothesis-show-statistics -p no:warnings
 """
+import contextlib
 import os
 
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import skipconv_det.ops.skip_conv as skip_conv
 from skipconv_det import SKIP_PATTERNS, skip_conv2d
 from test_skip_conv import assert_matches_reference
-
-from skipconv_det.ops.skip_conv import _pads_explicitly
 
 EXAMPLES = int(os.environ.get('SKIPCONV_FUZZ_EXAMPLES', 150))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize='SKIPCONV_FUZZ_EXAMPLES' not in os.environ,
@@ -55,15 +55,23 @@ def conv_cases(draw):
         channels_last=draw(st.booleans()))
 
 
-@FUZZ
-@given(conv_cases(), st.booleans())
-def test_matches_reference(case, pad_in_place):
-    import skipconv_det.ops.skip_conv as skip_conv
-    skip_conv._pads_explicitly = lambda x, weight: not pad_in_place  # both ways of padding (restored below)
+@contextlib.contextmanager
+def _paths(pad_in_place, polyphase):
+    """Both ways of padding, and the polyphase input gradient on every size or on none (restored afterwards)."""
+    saved = skip_conv._pads_explicitly, skip_conv._POLYPHASE_MIN_POSITIONS
+    skip_conv._pads_explicitly = lambda x, weight: not pad_in_place
+    skip_conv._POLYPHASE_MIN_POSITIONS = 0 if polyphase else float('inf')
     try:
-        _check_case(case)
+        yield
     finally:
-        skip_conv._pads_explicitly = _pads_explicitly
+        skip_conv._pads_explicitly, skip_conv._POLYPHASE_MIN_POSITIONS = saved
+
+
+@FUZZ
+@given(conv_cases(), st.booleans(), st.booleans())
+def test_matches_reference(case, pad_in_place, polyphase):
+    with _paths(pad_in_place, polyphase):
+        _check_case(case)
 
 
 def _check_case(case):
@@ -80,12 +88,14 @@ def _check_case(case):
 
 @settings(max_examples=max(EXAMPLES // 15, 10), deadline=None, derandomize=True)
 @given(pattern=st.sampled_from(SKIP_PATTERNS), shift=st.booleans(), kernel=st.integers(1, 3),
-       stride=st.integers(1, 2), padding=st.integers(0, 2), size=pairs(st.integers(3, 6), st.integers(3, 6)))
-def test_gradcheck(pattern, shift, kernel, stride, padding, size):
+       stride=st.integers(1, 2), padding=st.integers(0, 2), size=pairs(st.integers(3, 6), st.integers(3, 6)),
+       polyphase=st.booleans())
+def test_gradcheck(pattern, shift, kernel, stride, padding, size, polyphase):
     """Analytic gradients of input, weight and bias against finite differences, in float64."""
     x = torch.randn(1, 2, *size, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(3, 2, kernel, kernel, dtype=torch.float64, requires_grad=True)
     bias = torch.randn(3, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(
-        lambda x, w, b: skip_conv2d(x, w, b, stride, padding, skip_pattern=pattern, shift_channels=shift),
-        (x, weight, bias), fast_mode=True)
+    with _paths(pad_in_place=True, polyphase=polyphase):
+        assert torch.autograd.gradcheck(
+            lambda x, w, b: skip_conv2d(x, w, b, stride, padding, skip_pattern=pattern, shift_channels=shift),
+            (x, weight, bias), fast_mode=True)
