@@ -1,6 +1,7 @@
 """Whole-model speed, dense vs SkipConv: per component in inference, and one training step.
 
-Each model runs in NCHW and in channels_last and the faster layout counts, as in the layer benchmark. The stages
+Each model runs in NCHW and in channels_last and the faster layout counts, as in the layer benchmark; dense and
+SkipConv are called in turns (see :func:`~skipconv_det.analysis.measure_latencies`). The stages
 are nested prefixes of the forward (backbone, backbone + neck, full inference with post-processing), so the
 time of each component is the difference of two rows.
 """
@@ -72,7 +73,7 @@ def time_models(models: Dict[str, nn.Module], scope: str, shape: Tuple[int, int]
             model.to(memory_format=memory_format).eval()
             stages[name] = _stages(model, x, samples)
         with torch.no_grad():
-            for stage in stages[name]:
+            for stage in next(iter(stages.values())):
                 record(stage, layout, {name: fns[stage] for name, fns in stages.items()})
         if train:
             for model in models.values():
