@@ -156,6 +156,19 @@ def measure_latency(fn: Callable[[], Any], **timing) -> Dict[str, Any]:
     return measure_latencies({'fn': fn}, **timing)['fn']
 
 
+def profile_calls(fn: Callable[[], Any], runs: int, device: str = 'cpu', record_shapes: bool = False):
+    """torch.profiler over ``runs`` calls of ``fn()`` after one untimed warm-up call (oneDNN primitives,
+    allocator), with CUDA activity too on a CUDA device. Returns the finished profiler."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if str(device).startswith('cuda') else [])
+    fn()
+    with profile(activities=activities, record_shapes=record_shapes) as prof:
+        for _ in range(runs):
+            fn()
+    return prof
+
+
 def model_latency(model: nn.Module,
                   inputs: torch.Tensor,
                   data_samples: Optional[Sequence[Any]] = None,

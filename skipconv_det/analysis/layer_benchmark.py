@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from ..ops.skip_conv import skip_conv2d, skip_density
-from .complexity import measure_latencies
+from .complexity import measure_latencies, profile_calls
 
 # (channels, height, width) of the 3x3 convs in the four ResNet-50 stages (and the FPN outputs' 256-channel
 # levels) for an 800x1344 input.
@@ -133,21 +133,14 @@ def profile_layer(in_channels: int,
                   top: int = 8) -> str:
     """Where one layer's time goes: torch.profiler's ops by self time (per call, averaged over ``runs`` after a
     warm-up), for SkipConv and for the dense convolution in the same layout, as two tables."""
-    from torch.profiler import ProfilerActivity, profile
-
     x, weight, bias = _layer_tensors(batch, in_channels, out_channels, height, width, kernel_size, device)
     x, weight = (t.contiguous(memory_format=LAYOUTS[layout]) for t in (x, weight))
     padding = kernel_size // 2
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith('cuda') else [])
     tables = []
     for name, conv in (('SkipConv ' + skip_pattern + ('+shift' if shift_channels else ''),
                         _skip_conv(stride, padding, skip_pattern, shift_channels)),
                        ('dense', _dense_conv(stride, padding))):
-        call = _conv_call(conv, x, weight, bias, backward)
-        call()  # warm-up (oneDNN primitives)
-        with profile(activities=activities, record_shapes=True) as prof:
-            for _ in range(runs):
-                call()
+        prof = profile_calls(_conv_call(conv, x, weight, bias, backward), runs, device, record_shapes=True)
         table = prof.key_averages(group_by_input_shape=True).table(sort_by='self_cpu_time_total', row_limit=top)
         tables.append(f'## {name}, {in_channels}->{out_channels} @ {height}x{width}, {layout}, '
                       f'{"fwd+bwd" if backward else "fwd"}, {runs} calls (times are totals over them)\n{table}')

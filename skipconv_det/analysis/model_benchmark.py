@@ -10,7 +10,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from .complexity import measure_latencies
+from .complexity import measure_latencies, profile_calls
 from .flops import build_model_from_config, dense_and_skipconv_twins
 from .layer_benchmark import LAYOUTS
 
@@ -142,21 +142,16 @@ def profile_model(config: str,
     Returns:
         str: A markdown table of the ``top`` ops by the larger of the two times, then the rest and the total.
     """
-    from torch.profiler import ProfilerActivity, profile
-
-    cuda = device.startswith('cuda')
+    cuda, training = device.startswith('cuda'), stage == 'train step'
     models, lib_scope = _dense_and_skipconv(config, cfg_options, skip_pattern, shift_channels, scope)
     inputs, samples = _batch(models['dense'].to(device), lib_scope, shape, device)
     x = inputs.contiguous(memory_format=LAYOUTS[layout])
     per_op: Dict[str, Dict[str, Tuple[float, float]]] = {}
     for name, model in models.items():
-        model.to(device).to(memory_format=LAYOUTS[layout]).train(stage == 'train step')
-        call = _train_step(model, x, samples) if stage == 'train step' else _stages(model, x, samples)[stage]
-        with torch.set_grad_enabled(stage == 'train step'):
-            call()  # warm-up (oneDNN primitives, allocator)
-            with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
-                for _ in range(runs):
-                    call()
+        model.to(device).to(memory_format=LAYOUTS[layout]).train(training)
+        call = _train_step(model, x, samples) if training else _stages(model, x, samples)[stage]
+        with torch.set_grad_enabled(training):
+            prof = profile_calls(call, runs, device)
         for event in prof.key_averages():
             us = event.self_device_time_total if cuda else event.self_cpu_time_total
             per_op.setdefault(event.key, {})[name] = (us / 1e3 / runs, event.count / runs)
