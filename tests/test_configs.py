@@ -13,18 +13,24 @@ from torch import nn
 from skipconv_det import SkipConv2d
 
 CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs')
-# SkipConv config -> (its dense twin, skip_pattern, shift_channels)
+# SkipConv config -> (its dense twin, skip_pattern, shift_channels, backbone fill, neck and RPN fill)
 SKIPCONV_CONFIGS = {
-    'faster-rcnn_r50-skipconv_fpn_1x_coco.py': ('faster-rcnn_r50_fpn_1x_coco.py', 'checkerboard', False),
-    'faster-rcnn_r50-skipconv-shift_fpn_1x_coco.py': ('faster-rcnn_r50_fpn_1x_coco.py', 'checkerboard', True),
-    'faster-rcnn_r50-skipconv-row_fpn_1x_coco.py': ('faster-rcnn_r50_fpn_1x_coco.py', 'row', False),
-    'faster-rcnn_r50-skipconv-grid-shift_fpn_1x_coco.py': ('faster-rcnn_r50_fpn_1x_coco.py', 'grid', True),
+    'faster-rcnn_r50-skipconv_fpn_1x_coco.py': ('faster-rcnn_r50_fpn_1x_coco.py', 'checkerboard', False, 'zero',
+                                                'linear'),
+    'faster-rcnn_r50-skipconv-zero_fpn_1x_coco.py': ('faster-rcnn_r50_fpn_1x_coco.py', 'checkerboard', False,
+                                                     'zero', 'zero'),
+    'faster-rcnn_r50-skipconv-shift_fpn_1x_coco.py': ('faster-rcnn_r50_fpn_1x_coco.py', 'checkerboard', True,
+                                                      'zero', 'linear'),
+    'faster-rcnn_r50-skipconv-row_fpn_1x_coco.py': ('faster-rcnn_r50_fpn_1x_coco.py', 'row', False, 'zero',
+                                                    'linear'),
+    'faster-rcnn_r50-skipconv-grid-shift_fpn_1x_coco.py': ('faster-rcnn_r50_fpn_1x_coco.py', 'grid', True, 'zero',
+                                                           'linear'),
     'faster-rcnn_r50-scratch-skipconv_fpn_gn-all_6x_coco.py':
-    ('faster-rcnn_r50-scratch_fpn_gn-all_6x_coco.py', 'checkerboard', False),
+    ('faster-rcnn_r50-scratch_fpn_gn-all_6x_coco.py', 'checkerboard', False, 'zero', 'linear'),
     'faster-rcnn_r50-scratch-skipconv-grid-shift_fpn_gn-all_6x_coco.py':
-    ('faster-rcnn_r50-scratch_fpn_gn-all_6x_coco.py', 'grid', True),
+    ('faster-rcnn_r50-scratch_fpn_gn-all_6x_coco.py', 'grid', True, 'zero', 'linear'),
 }
-DENSE_CONFIGS = sorted({twin for twin, _, _ in SKIPCONV_CONFIGS.values()})
+DENSE_CONFIGS = sorted({twin for twin, *_ in SKIPCONV_CONFIGS.values()})
 
 
 @pytest.fixture(scope='module', autouse=True)
@@ -70,12 +76,14 @@ def test_config_builds_places_skipconv_and_trains_a_step(name):
     model = _shrunk_model(_load(name))
     skip = {n: m for n, m in model.named_modules() if isinstance(m, SkipConv2d)}
     if name in SKIPCONV_CONFIGS:
-        _, pattern, shift = SKIPCONV_CONFIGS[name]
+        _, pattern, shift, backbone_fill, head_fill = SKIPCONV_CONFIGS[name]
         convs = {n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
         # Backbone, neck and the RPN's shared conv skip; the RPN's predictors and the RoI head stay dense.
         expected = {n for n in convs if n.startswith(('backbone.', 'neck.'))} | {'rpn_head.rpn_conv'}
         assert set(skip) == expected
         assert {(m.skip_pattern, m.shift_channels) for m in skip.values()} == {(pattern, shift)}
+        assert {(n.split('.')[0], m.fill) for n, m in skip.items()} == {
+            ('backbone', backbone_fill), ('neck', head_fill), ('rpn_head', head_fill)}
     else:
         assert not skip
     inputs = demo_mm_inputs(2, [[3, 64, 96], [3, 64, 64]], num_classes=80)

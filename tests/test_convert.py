@@ -54,8 +54,8 @@ def test_converted_conv_matches_reference(skip_pattern, shift_channels, stride, 
     conv = nn.Conv2d(8, 12, 3, stride=stride, padding=padding, dilation=dilation, groups=groups)
     x = torch.randn(2, 8, 11, 10)
     dense = F.conv2d(x, conv.weight, conv.bias, stride, padding, dilation, groups)
-    converted = convert_skipconv(nn.Sequential(conv), skip_pattern, shift_channels)[0]
-    assert converted is conv and type(conv) is SkipConv2d
+    converted = convert_skipconv(nn.Sequential(conv), skip_pattern, shift_channels, fill='zero')[0]
+    assert converted is conv and type(conv) is SkipConv2d and conv.fill == 'zero'
     mask = skip_mask(skip_pattern, 12, *dense.shape[2:], shift_channels=shift_channels)
     torch.testing.assert_close(conv(x), dense * mask, rtol=1e-5, atol=1e-5)
 

@@ -12,10 +12,11 @@ from skipconv_det import SkipConv2d, skip_mask
 @pytest.mark.parametrize('scope', ['mmdet', 'mmpretrain'])
 def test_build_conv_layer_from_scope(scope):
     init_default_scope(scope)
-    conv = build_conv_layer(dict(type='SkipConv', skip_pattern='grid', shift_channels=True), 16, 32, 3, padding=1)
+    conv = build_conv_layer(dict(type='SkipConv', skip_pattern='grid', shift_channels=True, fill='zero'), 16, 32, 3,
+                            padding=1)
     assert type(conv) is SkipConv2d
     assert (conv.in_channels, conv.out_channels, conv.kernel_size, conv.padding) == (16, 32, (3, 3), (1, 1))
-    assert conv.skip_pattern == 'grid' and conv.shift_channels
+    assert conv.skip_pattern == 'grid' and conv.shift_channels and conv.fill == 'zero'
     out = conv(torch.randn(2, 16, 9, 10))
     assert (out[:, ~skip_mask('grid', 32, 9, 10, True)] == 0).all()
 

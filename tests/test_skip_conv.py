@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch.nn.modules.utils import _pair
 
 from skipconv_det import SKIP_PATTERNS, SkipConv2d, skip_conv2d, skip_mask
+from skipconv_det.ops import FILLS
 
 DEVICES = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
 if os.environ.get('TORCH_DEVICE'):
@@ -24,9 +25,43 @@ def padding_path(request, monkeypatch):
     return request.param
 
 
-def reference(x, weight, bias, stride, padding, dilation, groups, pattern, shift):
+def reference(x, weight, bias, stride, padding, dilation, groups, pattern, shift, fill='zero'):
     y = _reference_conv(x, weight, bias, stride, padding, dilation, groups)
-    return y * skip_mask(pattern, y.shape[1], y.shape[2], y.shape[3], shift, device=y.device).to(y.dtype)
+    return reference_fill(y, skip_mask(pattern, y.shape[1], y.shape[2], y.shape[3], shift, device=y.device), fill)
+
+
+_NEAREST_ORDER = [(0, -1), (-1, 0), (-1, -1), (0, 1), (1, 0), (1, 1), (-1, 1), (1, -1)]
+
+
+def reference_fill(y, mask, fill):
+    """The SPEC's fill rules, written position-independently: y's value at (i + di, j + dj) is read through a
+    one-pixel zero border, and it counts where that neighbour lies inside the output and is kept."""
+    height, width = y.shape[2:]
+    padded_y = F.pad(y, (1, 1, 1, 1))
+    padded_mask = F.pad(mask, (1, 1, 1, 1), value=False)
+
+    def neighbour(di, dj):
+        rows, cols = slice(1 + di, 1 + di + height), slice(1 + dj, 1 + dj + width)
+        return padded_y[:, :, rows, cols], padded_mask[:, rows, cols]
+
+    out = torch.where(mask, y, torch.zeros((), dtype=y.dtype, device=y.device))
+    if fill == 'nearest':
+        todo = ~mask
+        for offset in _NEAREST_ORDER:
+            value, kept = neighbour(*offset)
+            take = todo & kept
+            out = torch.where(take, value, out)
+            todo = todo & ~kept
+    elif fill == 'linear':
+        means = []
+        for offsets in ([(-1, 0), (1, 0), (0, -1), (0, 1)], [(-1, -1), (-1, 1), (1, -1), (1, 1)]):
+            values, kept = zip(*(neighbour(*o) for o in offsets))
+            total = sum(torch.where(k, v, 0.0) for v, k in zip(values, kept))
+            count = sum(k.to(y.dtype) for k in kept)
+            means.append((total / count.clamp(min=1), count > 0))
+        (edge, has_edge), (diagonal, has_diagonal) = means
+        out = torch.where(~mask & has_edge, edge, torch.where(~mask & has_diagonal, diagonal, out))
+    return torch.empty_like(y).copy_(out)  # in y's layout, as F.conv2d gives it
 
 
 def _reference_conv(x, weight, bias, stride, padding, dilation, groups):
@@ -48,22 +83,22 @@ def _reference_conv(x, weight, bias, stride, padding, dilation, groups):
 
 
 def assert_matches_reference(x, weight, bias, stride=1, padding=0, dilation=1, groups=1,
-                             pattern='checkerboard', shift=False, check_grad=True):
+                             pattern='checkerboard', shift=False, check_grad=True, fill='zero'):
     """Forward and input/weight/bias gradients of skip_conv2d equal the reference."""
     tol = TOL[x.dtype]
     leaves = [t.detach().clone().requires_grad_(check_grad) if t is not None else None for t in (x, weight, bias)]
     ref_leaves = [t.detach().clone().requires_grad_(check_grad) if t is not None else None for t in (x, weight, bias)]
-    out = skip_conv2d(*leaves, stride, padding, dilation, groups, pattern, shift)
-    ref = reference(*ref_leaves, stride, padding, dilation, groups, pattern, shift)
+    out = skip_conv2d(*leaves, stride, padding, dilation, groups, pattern, shift, fill)
+    ref = reference(*ref_leaves, stride, padding, dilation, groups, pattern, shift, fill)
     assert out.shape == ref.shape and out.dtype == ref.dtype
     for memory_format in (torch.contiguous_format, torch.channels_last):  # the layout F.conv2d gives
         if ref.numel():  # (an empty tensor's strides carry no layout)
             assert out.is_contiguous(memory_format=memory_format) == ref.is_contiguous(memory_format=memory_format)
     scale = ref.abs().max().item() if ref.numel() else 1.0
     torch.testing.assert_close(out, ref, rtol=tol, atol=tol * max(scale, 1.0))
-    # Skipped positions are exact zeros, not just small.
     mask = skip_mask(pattern, ref.shape[1], ref.shape[2], ref.shape[3], shift, device=ref.device)
-    assert (out.detach()[:, ~mask] == 0).all()
+    if fill in ('zero', 'nearest'):  # skipped positions are exact zeros or exact copies, not just close
+        assert torch.equal(out.detach(), reference_fill(out.detach(), mask, fill))
     if not check_grad or out.numel() == 0:
         return out
     grad = torch.randn_like(ref)
@@ -322,3 +357,55 @@ class TestErrors:
             skip_conv2d(torch.randn(1, 3, 8, 8), torch.randn(4, 3, 3, 3), stride=2, padding='same')
         with pytest.raises(ValueError, match='padding_mode'):
             SkipConv2d(3, 4, 3, padding_mode='mirror')
+
+
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('fill', FILLS)
+@pytest.mark.parametrize('shift', [False, True])
+@pytest.mark.parametrize('pattern', SKIP_PATTERNS)
+def test_fill_matches_reference(device, pattern, shift, fill, padding_path):
+    """Every fill on odd, even, single-row/column and 1x1 outputs, strided and not, in both layouts."""
+    gen = torch.Generator().manual_seed(7)
+    cases = [((9, 12), 3, 1, 1), ((8, 7), 3, 1, 2), ((1, 5), 3, 1, 1), ((4, 1), 1, 0, 1), ((1, 1), 3, 1, 1),
+             ((2, 2), 1, 0, 1), ((11, 10), 1, 0, 2), ((6, 9), 5, 2, 1)]
+    for (h, w), kernel, padding, stride in cases:
+        for channels_last in (False, True):
+            x = torch.randn(2, 4, h, w, generator=gen, dtype=torch.float64).to(device)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            weight = torch.randn(7, 4, kernel, kernel, generator=gen, dtype=torch.float64).to(device)
+            bias = torch.randn(7, generator=gen, dtype=torch.float64).to(device)
+            assert_matches_reference(x, weight, bias, stride, padding, 1, 1, pattern, shift, fill=fill)
+
+
+@pytest.mark.parametrize('fill', ['nearest', 'linear'])
+def test_fill_leaves_no_skipped_zero(fill):
+    """A non-zero fill gives every position of a map bigger than one cell a value (with a positive input)."""
+    x = torch.rand(1, 3, 10, 9, dtype=torch.float64) + 0.1
+    weight = torch.rand(4, 3, 3, 3, dtype=torch.float64) + 0.1
+    for pattern in ('checkerboard', 'row', 'col', 'grid'):
+        for shift in (False, True):
+            out = skip_conv2d(x, weight, None, 1, 1, skip_pattern=pattern, shift_channels=shift, fill=fill)
+            assert (out > 0).all()
+
+
+def test_fill_examples_from_the_rules():
+    """Values worked out by hand on a 3x3 checkerboard output (the conv is the identity)."""
+    x = torch.arange(1., 10.).view(1, 1, 3, 3)
+    identity = torch.ones(1, 1, 1, 1)
+    nearest = skip_conv2d(x, identity, fill='nearest')[0, 0]
+    assert nearest.tolist() == [[1, 1, 3], [1, 5, 5], [7, 7, 9]]
+    linear = skip_conv2d(x, identity, fill='linear')[0, 0]
+    torch.testing.assert_close(linear, torch.tensor([[1, 3, 3], [13 / 3, 5, 17 / 3], [7, 7, 9]]))
+    grid = skip_conv2d(x, identity, skip_pattern='grid', fill='linear')[0, 0]
+    assert grid.tolist() == [[1, 2, 3], [4, 5, 6], [7, 8, 9]]  # bilinear interpolation of a linear ramp
+
+
+def test_fill_is_a_module_argument():
+    conv = SkipConv2d(3, 4, 3, padding=1, fill='nearest')
+    assert conv.fill == 'nearest' and "fill='nearest'" in repr(conv)
+    x = torch.randn(2, 3, 6, 6)
+    torch.testing.assert_close(conv(x), reference(x, conv.weight, conv.bias, 1, 1, 1, 1, 'checkerboard', False,
+                                                  'nearest'))
+    with pytest.raises(ValueError, match="Unknown fill 'bilinear'"):
+        SkipConv2d(3, 4, 3, fill='bilinear')

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import skipconv_det.ops.skip_conv as skip_conv
 from skipconv_det import SKIP_PATTERNS, skip_conv2d
+from skipconv_det.ops import FILLS
 from test_skip_conv import assert_matches_reference
 
 EXAMPLES = int(os.environ.get('SKIPCONV_FUZZ_EXAMPLES', 150))
@@ -51,6 +52,7 @@ def conv_cases(draw):
         bias=draw(st.booleans()),
         pattern=draw(st.sampled_from(SKIP_PATTERNS)),
         shift=draw(st.booleans()),
+        fill=draw(st.sampled_from(FILLS)),
         dtype=draw(st.sampled_from([torch.float64, torch.float64, torch.float32, torch.bfloat16])),
         channels_last=draw(st.booleans()))
 
@@ -83,19 +85,20 @@ def _check_case(case):
                          generator=gen).to(case['dtype'])
     bias = torch.randn(case['out_channels'], generator=gen).to(case['dtype']) if case['bias'] else None
     assert_matches_reference(x, weight, bias, case['stride'], case['padding'], case['dilation'], case['groups'],
-                                   case['pattern'], case['shift'])
+                             case['pattern'], case['shift'], fill=case['fill'])
 
 
 @settings(max_examples=max(EXAMPLES // 15, 10), deadline=None, derandomize=True)
 @given(pattern=st.sampled_from(SKIP_PATTERNS), shift=st.booleans(), kernel=st.integers(1, 3),
        stride=st.integers(1, 2), padding=st.integers(0, 2), size=pairs(st.integers(3, 6), st.integers(3, 6)),
-       polyphase=st.booleans())
-def test_gradcheck(pattern, shift, kernel, stride, padding, size, polyphase):
+       polyphase=st.booleans(), fill=st.sampled_from(FILLS))
+def test_gradcheck(pattern, shift, kernel, stride, padding, size, polyphase, fill):
     """Analytic gradients of input, weight and bias against finite differences, in float64."""
     x = torch.randn(1, 2, *size, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(3, 2, kernel, kernel, dtype=torch.float64, requires_grad=True)
     bias = torch.randn(3, dtype=torch.float64, requires_grad=True)
     with _paths(pad_in_place=True, polyphase=polyphase):
         assert torch.autograd.gradcheck(
-            lambda x, w, b: skip_conv2d(x, w, b, stride, padding, skip_pattern=pattern, shift_channels=shift),
+            lambda x, w, b: skip_conv2d(x, w, b, stride, padding, skip_pattern=pattern, shift_channels=shift,
+                                         fill=fill),
             (x, weight, bias), fast_mode=True)

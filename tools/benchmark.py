@@ -19,15 +19,17 @@ import skipconv_det  # noqa: F401  (registers SkipConv)
 from skipconv_det.analysis.layer_benchmark import (SHAPE_PRESETS, benchmark_layers, format_layer_table,
                                                    plot_speedups, profile_layer)
 from skipconv_det.analysis.model_benchmark import benchmark_model, format_model_table, profile_model
-from skipconv_det.ops import SKIP_PATTERNS
+from skipconv_det.ops import FILLS, SKIP_PATTERNS
 
 
 def parse_pattern(text):
-    """'grid+shift' -> ('grid', True)."""
+    """'grid+shift/nearest' -> ('grid', True, 'nearest'); the fill defaults to 'linear'."""
+    text, _, fill = text.partition('/')
     pattern, _, shift = text.partition('+')
-    if pattern not in SKIP_PATTERNS or shift not in ('', 'shift'):
-        raise argparse.ArgumentTypeError(f'{text!r}: use PATTERN or PATTERN+shift, PATTERN in {SKIP_PATTERNS}')
-    return pattern, shift == 'shift'
+    if pattern not in SKIP_PATTERNS or shift not in ('', 'shift') or fill not in FILLS + ('', ):
+        raise argparse.ArgumentTypeError(f'{text!r}: use PATTERN[+shift][/FILL], PATTERN in {SKIP_PATTERNS}, '
+                                         f'FILL in {FILLS}')
+    return pattern, shift == 'shift', fill or 'linear'
 
 
 def parse_args():
@@ -45,8 +47,9 @@ def parse_args():
     layer.add_argument('--kernel-size', type=int, default=None, help='default: 1 for *-1x1 presets, else 3')
     layer.add_argument('--stride', type=int, default=1)
     layer.add_argument('--patterns', nargs='+', type=parse_pattern,
-                       default=[('checkerboard', False), ('grid', True)],
-                       help="skip patterns, '+shift' for shift_channels (default: checkerboard grid+shift)")
+                       default=[('checkerboard', False, 'linear'), ('grid', True, 'linear')],
+                       help="skip patterns, '+shift' for shift_channels, '/FILL' for the fill (default: "
+                       "checkerboard grid+shift, fill linear), e.g. checkerboard/zero checkerboard/nearest")
     layer.add_argument('--backward', action='store_true', help='time forward + backward')
     layer.add_argument('--batch', type=int, default=1)
     layer.add_argument('--plot', help='save a PNG of speedup vs the density limit per layer')
@@ -88,9 +91,9 @@ def main():
         if args.plot:
             plot_speedups(result, args.plot, title=f'{args.preset}, {device}')
         for cin, cout, h, w in SHAPE_PRESETS[args.preset] if args.profile else ():
-            for pattern, shift in args.patterns:
-                print(profile_layer(cin, cout, h, w, kernel, args.stride, pattern, shift, args.profile, args.backward,
-                                    args.batch, args.device))
+            for pattern, shift, fill in args.patterns:
+                print(profile_layer(cin, cout, h, w, kernel, args.stride, pattern, shift, fill, args.profile,
+                                    args.backward, args.batch, args.device))
     elif args.profile:
         result = profile_model(args.config, tuple(args.shape), args.profile_stage, args.profile, args.device,
                                args.cfg_options, args.skip_pattern, args.shift_channels, args.skip_scope,

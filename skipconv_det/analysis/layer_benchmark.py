@@ -37,9 +37,14 @@ def _dense_conv(stride: int, padding: int):
     return lambda x, w, b: F.conv2d(x, w, b, stride, padding)
 
 
-def _skip_conv(stride: int, padding: int, pattern: str, shift: bool):
+def _skip_conv(stride: int, padding: int, pattern: str, shift: bool, fill: str = 'linear'):
     """``conv(x, weight, bias)``: the same layer as SkipConv."""
-    return lambda x, w, b: skip_conv2d(x, w, b, stride, padding, 1, 1, pattern, shift)
+    return lambda x, w, b: skip_conv2d(x, w, b, stride, padding, 1, 1, pattern, shift, fill)
+
+
+def variant_label(pattern: str, shift: bool, fill: str) -> str:
+    """'grid+shift/linear': how the tables and the command line name a SkipConv variant."""
+    return f"{pattern}{'+shift' if shift else ''}/{fill}"
 
 
 def _conv_call(conv, x, weight, bias, backward: bool):
@@ -63,17 +68,18 @@ def benchmark_layer(in_channels: int,
                     width: int,
                     kernel_size: int = 3,
                     stride: int = 1,
-                    patterns: Sequence[Tuple[str, bool]] = (('checkerboard', False), ('grid', True)),
+                    patterns: Sequence[Tuple[str, bool, str]] = (('checkerboard', False, 'linear'),
+                                                                 ('grid', True, 'linear')),
                     backward: bool = False,
                     batch: int = 1,
                     device: str = 'cpu',
                     dtype: torch.dtype = torch.float32,
                     **timing) -> List[dict]:
-    """Time one layer shape: dense and each (pattern, shift_channels), each in both layouts, in turns.
+    """Time one layer shape: dense and each (pattern, shift_channels, fill), each in both layouts, in turns.
 
     Args:
         in_channels, out_channels, height, width, kernel_size, stride: The layer and its input size.
-        patterns: ``(skip_pattern, shift_channels)`` pairs to time.
+        patterns: ``(skip_pattern, shift_channels, fill)`` variants to time.
         backward (bool): Time forward + backward (input, weight and bias gradients). Default: False.
         batch (int): Batch size. Default: 1.
         device (str): 'cpu' or 'cuda'. Default: 'cpu'.
@@ -87,7 +93,7 @@ def benchmark_layer(in_channels: int,
     x, weight, bias = _layer_tensors(batch, in_channels, out_channels, height, width, kernel_size, device, dtype)
     padding = kernel_size // 2
     convs = {'dense': _dense_conv(stride, padding)}
-    convs.update({(pattern, shift): _skip_conv(stride, padding, pattern, shift) for pattern, shift in patterns})
+    convs.update({variant: _skip_conv(stride, padding, *variant) for variant in map(tuple, patterns)})
     # Every candidate in every layout (weight included, as model.to(memory_format=...) leaves it), timed in turns.
     calls = {(name, layout): _conv_call(conv, x.contiguous(memory_format=fmt), weight.contiguous(memory_format=fmt),
                                         bias, backward)
@@ -99,8 +105,8 @@ def benchmark_layer(in_channels: int,
 
     dense = by_layout('dense')
     rows = []
-    for pattern, shift in patterns:
-        skip = by_layout((pattern, shift))
+    for pattern, shift, fill in map(tuple, patterns):
+        skip = by_layout((pattern, shift, fill))
         rows.append(
             dict(
                 shape=(in_channels, out_channels, height, width),
@@ -110,6 +116,7 @@ def benchmark_layer(in_channels: int,
                 mode='fwd+bwd' if backward else 'fwd',
                 skip_pattern=pattern,
                 shift_channels=shift,
+                fill=fill,
                 dense_ms=dense,
                 skip_ms=skip,
                 speedup=min(dense.values()) / min(skip.values()),
@@ -125,6 +132,7 @@ def profile_layer(in_channels: int,
                   stride: int = 1,
                   skip_pattern: str = 'checkerboard',
                   shift_channels: bool = False,
+                  fill: str = 'linear',
                   layout: str = 'channels_last',
                   backward: bool = False,
                   batch: int = 1,
@@ -137,8 +145,8 @@ def profile_layer(in_channels: int,
     x, weight = (t.contiguous(memory_format=LAYOUTS[layout]) for t in (x, weight))
     padding = kernel_size // 2
     tables = []
-    for name, conv in (('SkipConv ' + skip_pattern + ('+shift' if shift_channels else ''),
-                        _skip_conv(stride, padding, skip_pattern, shift_channels)),
+    for name, conv in (('SkipConv ' + variant_label(skip_pattern, shift_channels, fill),
+                        _skip_conv(stride, padding, skip_pattern, shift_channels, fill)),
                        ('dense', _dense_conv(stride, padding))):
         prof = profile_calls(_conv_call(conv, x, weight, bias, backward), runs, device, record_shapes=True)
         table = prof.key_averages(group_by_input_shape=True).table(sort_by='self_cpu_time_total', row_limit=top)
@@ -163,7 +171,7 @@ def format_layer_table(rows: List[dict]) -> str:
     ]
     for r in rows:
         cin, cout, h, w = r['shape']
-        pattern = r['skip_pattern'] + ('+shift' if r['shift_channels'] else '')
+        pattern = variant_label(r['skip_pattern'], r['shift_channels'], r['fill'])
         lines.append(f"| {cin}→{cout} @ {h}x{w}, {r['kernel_size']}x{r['kernel_size']}, s{r['stride']} "
                      f"| {r['mode']} | {pattern} | {r['dense_ms']['nchw']:.1f} | {r['dense_ms']['channels_last']:.1f} "
                      f"| {r['skip_ms']['nchw']:.1f} | {r['skip_ms']['channels_last']:.1f} "
@@ -178,7 +186,7 @@ def plot_speedups(rows: List[dict], path: str, title: str = '') -> None:
     import matplotlib.pyplot as plt
 
     labels = [f"{r['shape'][0]}→{r['shape'][1]}@{r['shape'][2]}x{r['shape'][3]}\n"
-              f"{r['skip_pattern']}{'+shift' if r['shift_channels'] else ''} {r['mode']}" for r in rows]
+              f"{variant_label(r['skip_pattern'], r['shift_channels'], r['fill'])} {r['mode']}" for r in rows]
     xs = range(len(rows))
     fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(rows)), 4))
     ax.bar([x - 0.2 for x in xs], [r['limit'] for r in rows], 0.4, label='limit (1 / density)', color='#cccccc')

@@ -18,7 +18,7 @@ from mmengine.registry import METRICS, RUNNERS
 from mmengine.runner import Runner
 
 from ..models import skipconv_model_cfg
-from ..ops import SKIP_PATTERNS
+from ..ops import FILLS, SKIP_PATTERNS
 from .checks import add_custom_import, check_custom_imports, check_datasets
 from .resume import enable_exact_resume
 
@@ -53,6 +53,8 @@ def _add_common_args(parser: argparse.ArgumentParser) -> None:
                        help='shift the pattern per output-channel group (recommended with grid)')
     group.add_argument('--skip-scope', nargs='+', metavar='NAME',
                        help='top-level model components to convert, e.g. backbone neck rpn_head (default: all)')
+    group.add_argument('--fill', choices=FILLS, default='linear',
+                       help='what skipped output positions hold (default: linear)')
 
 
 def _train_parser() -> argparse.ArgumentParser:
@@ -96,7 +98,7 @@ def _load_config(args: argparse.Namespace) -> Config:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     if args.skipconv:
         cfg.model = skipconv_model_cfg(cfg.model, skip_pattern=args.skip_pattern,
-                                       shift_channels=args.shift_channels, scope=args.skip_scope)
+                                       shift_channels=args.shift_channels, scope=args.skip_scope, fill=args.fill)
         # The dumped config must rebuild the same model on its own, e.g. with mmdet's own tools/test.py.
         add_custom_import(cfg, 'skipconv_det')
     check_custom_imports(cfg)
@@ -106,8 +108,9 @@ def _load_config(args: argparse.Namespace) -> Config:
 def _parse_args(parser: argparse.ArgumentParser, argv: Optional[List[str]]) -> argparse.Namespace:
     """Parse and check; argparse exits with a usage message on an error."""
     args = parser.parse_args(argv)
-    if not args.skipconv and (args.skip_pattern != 'checkerboard' or args.shift_channels or args.skip_scope):
-        parser.error('--skip-pattern, --shift-channels and --skip-scope only apply with --skipconv; add it.')
+    if not args.skipconv and (args.skip_pattern != 'checkerboard' or args.shift_channels or args.skip_scope
+                              or args.fill != 'linear'):
+        parser.error('--skip-pattern, --shift-channels, --skip-scope and --fill only apply with --skipconv; add it.')
     return args
 
 

@@ -20,6 +20,7 @@ from mmengine.registry import MODELS
 from torch.nn.modules.utils import _pair
 
 from ..ops import SkipConv2d, skip_density
+from ..ops.fill import check_fill
 
 # Layers that predict the outputs (class scores, box deltas, centerness, mask logits) stay dense by default: they
 # are cheap 1x1/3x3 convs at the end of a head, and a zero at a skipped position there would be a missing
@@ -79,7 +80,8 @@ def convert_skipconv(module: nn.Module,
                      include: Optional[Sequence[str]] = None,
                      exclude: Sequence[str] = PREDICTION_LAYERS,
                      kernel_sizes: Optional[Iterable[IntOrPair]] = None,
-                     strides: Optional[Iterable[IntOrPair]] = None) -> nn.Module:
+                     strides: Optional[Iterable[IntOrPair]] = None,
+                     fill: str = 'linear') -> nn.Module:
     """Turn the selected ``nn.Conv2d`` layers of ``module`` into ``SkipConv2d``, in place.
 
     Every exact ``nn.Conv2d`` is a candidate (including hard-coded ones such as ``RPNHead.rpn_conv`` and the
@@ -104,6 +106,8 @@ def convert_skipconv(module: nn.Module,
         kernel_sizes (Iterable[int | tuple[int, int]], optional): Convert only these kernel sizes (``3`` means
             3x3). Default: None (all).
         strides (Iterable[int | tuple[int, int]], optional): Convert only these strides. Default: None (all).
+        fill (str): What skipped positions hold: 'zero', 'nearest' or 'linear' (see ``SkipConv2d``).
+            Default: 'linear'.
 
     Returns:
         nn.Module: ``module`` itself (its convs now ``SkipConv2d``), like ``convert_sync_batchnorm``.
@@ -112,6 +116,7 @@ def convert_skipconv(module: nn.Module,
         ValueError: On an unknown pattern or scope, or when nothing is selected for conversion.
     """
     skip_density(skip_pattern)  # raises on an unknown pattern, naming the valid ones
+    check_fill(fill)
     if scope is not None:
         scope = [scope] if isinstance(scope, str) else list(scope)
         _check_scope(module, scope)
@@ -141,6 +146,7 @@ def convert_skipconv(module: nn.Module,
         conv.__class__ = SkipConv2d
         conv.skip_pattern = skip_pattern
         conv.shift_channels = shift_channels
+        conv.fill = fill
     return module
 
 
@@ -158,7 +164,7 @@ def revert_skipconv(module: nn.Module) -> nn.Module:
     """
     for conv in module.modules():
         if type(conv) is SkipConv2d:
-            del conv.skip_pattern, conv.shift_channels
+            del conv.skip_pattern, conv.shift_channels, conv.fill
             conv.__class__ = nn.Conv2d
     return module
 
@@ -172,6 +178,7 @@ def build_skipconv_model(model: dict,
                          exclude: Sequence[str] = PREDICTION_LAYERS,
                          kernel_sizes: Optional[Iterable[IntOrPair]] = None,
                          strides: Optional[Iterable[IntOrPair]] = None,
+                         fill: str = 'linear',
                          data_preprocessor: Optional[dict] = None) -> nn.Module:
     """Build ``model`` in the current default scope and convert its convs with :func:`convert_skipconv`.
 
@@ -185,7 +192,7 @@ def build_skipconv_model(model: dict,
 
     Args:
         model (dict): Config of the model to build.
-        skip_pattern, shift_channels, scope, include, exclude, kernel_sizes, strides: As in
+        skip_pattern, shift_channels, scope, include, exclude, kernel_sizes, strides, fill: As in
             :func:`convert_skipconv`.
         data_preprocessor (dict, optional): A top-level ``data_preprocessor`` that mmengine's Runner hands to the
             model config (mmpretrain configs keep it there); forwarded to the inner model unless it sets its own.
@@ -197,7 +204,7 @@ def build_skipconv_model(model: dict,
     if data_preprocessor is not None:
         model.setdefault('data_preprocessor', data_preprocessor)
     return convert_skipconv(MODELS.build(model), skip_pattern, shift_channels, scope, include, exclude,
-                            kernel_sizes, strides)
+                            kernel_sizes, strides, fill)
 
 
 def skipconv_model_cfg(model: dict, **kwargs) -> ConfigDict:
@@ -205,7 +212,7 @@ def skipconv_model_cfg(model: dict, **kwargs) -> ConfigDict:
 
     Args:
         model (dict): A model config, e.g. ``cfg.model`` of any mmdet or mmpretrain config.
-        **kwargs: Arguments of :func:`build_skipconv_model` (skip_pattern, shift_channels, scope, ...).
+        **kwargs: Arguments of :func:`build_skipconv_model` (skip_pattern, shift_channels, fill, scope, ...).
 
     Returns:
         ConfigDict: A model config to put in place of ``model``.

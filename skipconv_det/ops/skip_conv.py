@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from mmengine.registry import MODELS
 from torch.nn.modules.utils import _pair
 
+from .fill import FILLS, apply_fill, check_fill, fill_adjoint, fill_regions, kept_cells_of
+
 # Each pattern splits the 2x2 cell of output positions (i % 2, j % 2) into phases; phase g is what channel group g
 # keeps when channels are shifted, and phase 0 is the pattern itself. A phase is a list of lattices (a, b):
 # rows i % 2 == a (every row if a is None) and columns j % 2 == b (every column if b is None).
@@ -324,7 +326,7 @@ def _skipped_cells(lattices) -> List[Tuple[int, Optional[int]]]:
     return cells
 
 
-def _scatter(out_like, memory_format, regions, skipped, parts):
+def _scatter(out_like, memory_format, regions, skipped, fills, parts):
     shape, dtype, device = out_like
     out = torch.empty(shape, dtype=dtype, device=device, memory_format=memory_format)
     if skipped is None:
@@ -333,12 +335,12 @@ def _scatter(out_like, memory_format, regions, skipped, parts):
         out[region].zero_()
     for region, part in zip(regions, parts):
         out[region].copy_(part)
-    return out
+    return apply_fill(out, fills)
 
 
 class _Scatter(torch.autograd.Function):
-    """Write lattice results into an output that is zero elsewhere: zero the ``skipped`` regions (or, if None,
-    all of it first) and copy each part into its region.
+    """Write lattice results into the output: zero the ``skipped`` regions (or, if None, all of it first), copy
+    each part into its region, then write the ``fills`` (see :mod:`.fill`) from the kept positions.
 
     In channels_last each position's channels lie together, so zeroing just the skipped positions is a chunked
     fill that writes the output once; in NCHW it would be an element-strided fill, several times slower than one
@@ -347,13 +349,15 @@ class _Scatter(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, out_like, memory_format, regions, skipped, *parts):
-        ctx.regions = regions
-        return _scatter(out_like, memory_format, regions, skipped, parts)
+    def forward(ctx, out_like, memory_format, regions, skipped, fills, *parts):
+        ctx.regions, ctx.fills = regions, fills
+        return _scatter(out_like, memory_format, regions, skipped, fills, parts)
 
     @staticmethod
     def backward(ctx, grad_out):
-        return (None, None, None, None) + tuple(grad_out[region] for region in ctx.regions)
+        if ctx.fills:
+            grad_out = fill_adjoint(grad_out, ctx.fills)
+        return (None, None, None, None, None) + tuple(grad_out[region] for region in ctx.regions)
 
 
 class _Window(torch.autograd.Function):
@@ -392,8 +396,10 @@ def skip_conv2d(x: torch.Tensor,
                 dilation: IntOrPair = 1,
                 groups: int = 1,
                 skip_pattern: str = 'checkerboard',
-                shift_channels: bool = False) -> torch.Tensor:
-    """Functional SkipConv: ``F.conv2d`` computed only on the pattern's output positions, zeros elsewhere.
+                shift_channels: bool = False,
+                fill: str = 'linear') -> torch.Tensor:
+    """Functional SkipConv: ``F.conv2d`` computed only on the pattern's output positions; the others hold zeros
+    or values filled in from their computed neighbours (``fill``).
 
     Args:
         x (Tensor): Input of shape (N, C_in, H, W), NCHW or channels_last; the output keeps its memory format.
@@ -405,11 +411,16 @@ def skip_conv2d(x: torch.Tensor,
         shift_channels (bool): Split the output channels into as many contiguous groups as the pattern has
             phases and shift the pattern by one phase per group, so the groups together cover every position.
             Default: False.
+        fill (str): What the skipped positions hold: 'zero' (exact zeros, bias included), 'nearest' (the value of
+            the nearest computed neighbour) or 'linear' (the mean of the computed 4-neighbours, else of the
+            diagonal ones); see :mod:`skipconv_det.ops.fill` for the exact rules. No fill costs a multiply-add of
+            the convolution. Default: 'linear'.
 
     Returns:
-        Tensor: (N, C_out, H_out, W_out), equal to ``F.conv2d(...) * skip_mask(...)``.
+        Tensor: (N, C_out, H_out, W_out); with ``fill='zero'`` equal to ``F.conv2d(...) * skip_mask(...)``.
     """
     _check_pattern(skip_pattern)
+    check_fill(fill)
     if x.dim() != 4:
         raise ValueError(f'SkipConv expects a 4D input (N, C, H, W), got shape {tuple(x.shape)}; '
                          'add a batch dimension with x.unsqueeze(0).')
@@ -502,14 +513,21 @@ def skip_conv2d(x: torch.Tensor,
                 conv(_window(x, slice(ph.crop, None), slice(w0, w1), (wl, wh, 0, 0), memory_format), steps,
                      (ph.pad, 0), (0, ph.main), (pw.main, pw.count))
     out_like = ((x.shape[0], out_channels) + out_size, parts[0].dtype if parts else x.dtype, x.device)
-    skipped = None if memory_format != torch.channels_last else tuple(
-        (slice(None), slice(c0, c1), slice(a, None, 2), slice(None) if b is None else slice(b, None, 2))
-        for (c0, c1), lattices in zip(ranges, phases) if c1 > c0 for a, b in _skipped_cells(lattices))
+    fills, skipped = (), ()
+    if fill != 'zero':  # the fill writes every skipped position
+        fills = fill_regions(fill, [(r, kept_cells_of(lattices)) for r, lattices in zip(ranges, phases)
+                                    if r[1] > r[0]], *out_size)
+    elif memory_format == torch.channels_last:
+        skipped = tuple(
+            (slice(None), slice(c0, c1), slice(a, None, 2), slice(None) if b is None else slice(b, None, 2))
+            for (c0, c1), lattices in zip(ranges, phases) if c1 > c0 for a, b in _skipped_cells(lattices))
+    else:
+        skipped = None
     if torch.jit.is_tracing():
         # The tracer (used by FLOP counters) cannot record a Function with Python-object arguments; plain
         # in-place copies trace fine and do the same.
-        return _scatter(out_like, memory_format, regions, skipped, parts)
-    return _Scatter.apply(out_like, memory_format, tuple(regions), skipped, *parts)
+        return _scatter(out_like, memory_format, regions, skipped, fills, parts)
+    return _Scatter.apply(out_like, memory_format, tuple(regions), skipped, fills, *parts)
 
 
 @MODELS.register_module('SkipConv')
@@ -529,6 +547,8 @@ class SkipConv2d(nn.Conv2d):
         shift_channels (bool): Shift the pattern per contiguous output-channel group so the groups together
             cover every position. Recommended with 'grid', which otherwise leaves positions dead through a
             network. Default: False.
+        fill (str): What the skipped positions hold: 'zero', 'nearest' or 'linear' (see :func:`skip_conv2d`).
+            Default: 'linear'.
     """
 
     def __init__(self,
@@ -544,12 +564,15 @@ class SkipConv2d(nn.Conv2d):
                  device=None,
                  dtype=None,
                  skip_pattern: str = 'checkerboard',
-                 shift_channels: bool = False) -> None:
+                 shift_channels: bool = False,
+                 fill: str = 'linear') -> None:
         _check_pattern(skip_pattern)
+        check_fill(fill)
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
                          padding_mode, device, dtype)
         self.skip_pattern = skip_pattern
         self.shift_channels = shift_channels
+        self.fill = fill
 
     @property
     def density(self) -> float:
@@ -563,8 +586,8 @@ class SkipConv2d(nn.Conv2d):
                 x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
             padding = 0
         return skip_conv2d(x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups,
-                           self.skip_pattern, self.shift_channels)
+                           self.skip_pattern, self.shift_channels, self.fill)
 
     def extra_repr(self) -> str:
         return (f'{super().extra_repr()}, skip_pattern={self.skip_pattern!r}, '
-                f'shift_channels={self.shift_channels}, density={self.density:g}')
+                f'shift_channels={self.shift_channels}, fill={self.fill!r}, density={self.density:g}')
