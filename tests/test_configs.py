@@ -15,20 +15,20 @@ from skipconv_det import SkipConv2d
 CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs')
 # SkipConv config -> (its dense twin, skip_pattern, shift_channels, backbone fill, neck and RPN fill)
 SKIPCONV_CONFIGS = {
-    'faster-rcnn_r50-skipconv_fpn_1x_coco.py': ('faster-rcnn_r50_fpn_1x_coco.py', 'checkerboard', False, 'zero',
+    'faster-rcnn_r50-skipconv_fpn_1x_coco.py': ('faster-rcnn_r50_fpn_1x_coco.py', 'checkerboard', False, 'linear',
                                                 'linear'),
     'faster-rcnn_r50-skipconv-zero_fpn_1x_coco.py': ('faster-rcnn_r50_fpn_1x_coco.py', 'checkerboard', False,
                                                      'zero', 'zero'),
     'faster-rcnn_r50-skipconv-shift_fpn_1x_coco.py': ('faster-rcnn_r50_fpn_1x_coco.py', 'checkerboard', True,
-                                                      'zero', 'linear'),
-    'faster-rcnn_r50-skipconv-row_fpn_1x_coco.py': ('faster-rcnn_r50_fpn_1x_coco.py', 'row', False, 'zero',
+                                                      'linear', 'linear'),
+    'faster-rcnn_r50-skipconv-row_fpn_1x_coco.py': ('faster-rcnn_r50_fpn_1x_coco.py', 'row', False, 'linear',
                                                     'linear'),
-    'faster-rcnn_r50-skipconv-grid-shift_fpn_1x_coco.py': ('faster-rcnn_r50_fpn_1x_coco.py', 'grid', True, 'zero',
+    'faster-rcnn_r50-skipconv-grid-shift_fpn_1x_coco.py': ('faster-rcnn_r50_fpn_1x_coco.py', 'grid', True, 'linear',
                                                            'linear'),
     'faster-rcnn_r50-scratch-skipconv_fpn_gn-all_6x_coco.py':
-    ('faster-rcnn_r50-scratch_fpn_gn-all_6x_coco.py', 'checkerboard', False, 'zero', 'linear'),
+    ('faster-rcnn_r50-scratch_fpn_gn-all_6x_coco.py', 'checkerboard', False, 'linear', 'linear'),
     'faster-rcnn_r50-scratch-skipconv-grid-shift_fpn_gn-all_6x_coco.py':
-    ('faster-rcnn_r50-scratch_fpn_gn-all_6x_coco.py', 'grid', True, 'zero', 'linear'),
+    ('faster-rcnn_r50-scratch_fpn_gn-all_6x_coco.py', 'grid', True, 'linear', 'linear'),
 }
 DENSE_CONFIGS = sorted({twin for twin, *_ in SKIPCONV_CONFIGS.values()})
 
