@@ -54,8 +54,8 @@ CLS_VARIANTS: Dict[str, Tuple[Step, ...]] = {
     'dense': (),
     **{f'checkerboard {fill}': (Step(('backbone', ), fill=fill), ) for fill in FILLS},
     **{f'grid+shift {fill}': (Step(('backbone', ), 'grid', True, fill), ) for fill in FILLS},
-    'checkerboard linear, stem+shortcuts dense': (Step(('backbone', ), fill='linear', keep_dense=(
-        'backbone.conv1', '*downsample*')), ),
+    'checkerboard linear, stem+shortcuts dense': (Step(('backbone', ), fill='linear',
+                                                       keep_dense=_STEM_AND_SHORTCUTS), ),
 }
 VARIANTS = {'det': DET_VARIANTS, 'cls': CLS_VARIANTS}
 DEFAULT_VARIANTS = {
@@ -253,6 +253,7 @@ def run_ablation(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     }
     chosen = {'det': _variants('det', args.det_variants) if 'det' in args.tasks else {},
               'cls': _variants('cls', args.cls_variants) if 'cls' in args.tasks else {}}
+    prepared = set()
     todo = [(task, name, seed) for task in args.tasks for seed in args.seeds for name in chosen[task]]
     for n, (task, name, seed) in enumerate(todo, start=1):
         steps = chosen[task][name]
@@ -263,7 +264,9 @@ def run_ablation(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         print(f'== [{n}/{len(todo)}] {task} {name!r} seed {seed}: training', flush=True)
         work_dir = osp.join(args.work_dir, task, name.replace(' ', '_').replace(',', '').replace('+', '-'),
                             f'seed{seed}')
-        _prepare_data(task, seed, args)
+        if task not in prepared:
+            _prepare_data(task, args)
+            prepared.add(task)
         result = (_train_det if task == 'det' else _train_cls)(steps, seed, args, work_dir)
         runs.append(dict(key=key, task=task, variant=name, seed=seed, steps=[s._asdict() for s in steps],
                          settings=settings[task], threads=torch.get_num_threads(), **result))
@@ -272,8 +275,8 @@ def run_ablation(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             json.dump(dict(runs=runs), f, indent=1)
         print(f'   {task} {name!r} seed {seed}: {result["metrics"]}, {result["train_time_s"]} s', flush=True)
 
-    summary = {task: summarize([r for r in runs if r['key'] in done and r['seed'] in args.seeds
-                                and r['settings'] == settings[task]], task, list(chosen[task]))
+    summary = {task: summarize([r for r in runs if r['seed'] in args.seeds and r['settings'] == settings[task]],
+                               task, list(chosen[task]))
                for task in args.tasks}
     for task, rows in summary.items():
         print(f'\n== {task}: mean ± std over seeds {args.seeds}; ratios to dense of the same seed')
@@ -286,18 +289,12 @@ def run_ablation(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     return result
 
 
-_PREPARED = set()
-
-
-def _prepare_data(task: str, seed: int, args) -> None:
-    """Generate the demo set once per study (the data stay the same across seeds: only training varies)."""
-    if task in _PREPARED:
-        return
+def _prepare_data(task: str, args) -> None:
+    """Write a task's demo set with seed 0 for every training seed: the data stay the same, only training varies."""
     if task == 'det':
         from ..datasets.synthetic_coco import generate_synthetic_coco
         generate_synthetic_coco(args.data_root, args.num_train, args.num_val, 0)
     else:
         from ..datasets.synthetic_cls import write_cifar
         write_cifar(args.cls_data_root, args.cls_num_train, args.cls_num_test, seed=0)
-    _PREPARED.add(task)
 

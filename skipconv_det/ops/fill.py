@@ -110,8 +110,8 @@ def plan_fill(fill: str, kept: FrozenSet[Cell], height: int, width: int) -> Tupl
             if len({op.offsets for op in per_col}) == 1:  # the same sources across the row: one op
                 per_col = [per_col[0]._replace(cols=slice(cell[1], width, 2))]
             cell_ops.append(per_col)
-        if (all(len(r) == 1 for r in cell_ops) and len({r[0].offsets for r in cell_ops}) == 1
-                and cell_ops and cell_ops[0][0].cols == slice(cell[1], width, 2)):
+        # A row group with one op spans the whole row parity (merged above, or the only column group).
+        if all(len(r) == 1 for r in cell_ops) and len({r[0].offsets for r in cell_ops}) == 1:
             cell_ops = [[cell_ops[0][0]._replace(rows=slice(cell[0], height, 2))]]  # ... and down the column
         ops += [op for r in cell_ops for op in r]
     return tuple(ops)

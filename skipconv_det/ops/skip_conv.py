@@ -317,8 +317,7 @@ class _Stride2Conv(torch.autograd.Function):
 
 def _skipped_cells(lattices) -> List[Tuple[int, Optional[int]]]:
     """The cells (i % 2, j % 2) of the output that a phase's lattices leave out; (a, None) for a whole row parity."""
-    kept = {(a, b) for la, lb in lattices for a in ((0, 1) if la is None else (la,))
-            for b in ((0, 1) if lb is None else (lb,))}
+    kept = kept_cells_of(lattices)
     cells = []
     for a in (0, 1):
         free = [b for b in (0, 1) if (a, b) not in kept]
