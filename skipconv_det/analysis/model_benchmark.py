@@ -10,6 +10,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
+from ..models.fuse import fuse_conv_bn
 from .complexity import measure_latencies, profile_calls
 from .flops import build_model_from_config, dense_and_skipconv_twins
 from .layer_benchmark import LAYOUTS
@@ -98,10 +99,16 @@ def benchmark_model(config: str,
                     skip_pattern: str = 'checkerboard',
                     shift_channels: bool = False,
                     scope: Optional[Sequence[str]] = None,
+                    fuse_bn: bool = False,
                     **timing) -> Dict[str, Any]:
-    """Dense vs SkipConv timing of a config's model (see :func:`time_models`), with best-layout ratios."""
+    """Dense vs SkipConv timing of a config's model (see :func:`time_models`), with best-layout ratios.
+    ``fuse_bn`` folds every BN into the conv before it in both models first (inference only, as deployed)."""
     models, lib_scope = _dense_and_skipconv(config, cfg_options, skip_pattern, shift_channels, scope)
-    result = dict(config=config, shape=list(shape), device=device, threads=torch.get_num_threads())
+    if fuse_bn:
+        models = {name: fuse_conv_bn(model.eval()) for name, model in models.items()}
+        train = False
+    result = dict(config=config, shape=list(shape), device=device, threads=torch.get_num_threads(),
+                  fuse_bn=fuse_bn)
     result.update(time_models(models, lib_scope, shape, device, train, **timing))
     result['ratio'] = {
         stage: min(result['skipconv'][stage].values()) / min(times.values())
@@ -114,6 +121,7 @@ def format_model_table(result: Dict[str, Any]) -> str:
     """A markdown table of :func:`benchmark_model`'s result."""
     lines = [
         f"{result['config']} @ {result['shape'][0]}x{result['shape'][1]}, {result['device']}, "
+        f"{'BN folded, ' if result.get('fuse_bn') else ''}"
         f"{result['threads']} threads (median ms; CL = channels_last)",
         '| stage | dense NCHW | dense CL | SkipConv NCHW | SkipConv CL | SkipConv / dense (best layouts) |',
         '|---|---|---|---|---|---|'

@@ -3,5 +3,9 @@
 ``skipconv_det.models.dense_heads`` (mmdet) and ``skipconv_det.models.backbones`` (mmpretrain)."""
 from .convert import (PREDICTION_LAYERS, build_skipconv_model, convert_skipconv, revert_skipconv,
                       skipconv_model_cfg)
+from .fuse import fuse_conv_bn
 
-__all__ = ['PREDICTION_LAYERS', 'build_skipconv_model', 'convert_skipconv', 'revert_skipconv', 'skipconv_model_cfg']
+__all__ = [
+    'PREDICTION_LAYERS', 'build_skipconv_model', 'convert_skipconv', 'fuse_conv_bn', 'revert_skipconv',
+    'skipconv_model_cfg'
+]

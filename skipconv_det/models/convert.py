@@ -144,6 +144,7 @@ def convert_skipconv(module: nn.Module,
                          f'{len(exclude)} exclude pattern(s).{hint} Widen the selection (e.g. exclude=()).')
     for conv in selected:
         conv.__class__ = SkipConv2d
+        conv.register_buffer('shift', None)
         conv.skip_pattern = skip_pattern
         conv.shift_channels = shift_channels
         conv.fill = fill
@@ -154,7 +155,8 @@ def revert_skipconv(module: nn.Module) -> nn.Module:
     """Turn every ``SkipConv2d`` in ``module`` back into a plain ``nn.Conv2d``, in place.
 
     The inverse of :func:`convert_skipconv` (it also reverts SkipConv2d layers built from ``conv_cfg``): the same
-    module objects and Parameters, the same state_dict.
+    module objects and Parameters, the same state_dict (a BN folded into a SkipConv, whose shift
+    a plain conv adds with its bias, becomes the conv's bias).
 
     Args:
         module (nn.Module): The model to revert.
@@ -165,7 +167,10 @@ def revert_skipconv(module: nn.Module) -> nn.Module:
     for conv in module.modules():
         if type(conv) is SkipConv2d:
             del conv.skip_pattern, conv.shift_channels, conv.fill
+            shift = conv._buffers.pop('shift', None)
             conv.__class__ = nn.Conv2d
+            if shift is not None:  # a folded BN's shift: a plain conv adds it everywhere with its bias
+                conv.bias = nn.Parameter(shift if conv.bias is None else conv.bias.detach() + shift)
     return module
 
 

@@ -16,7 +16,7 @@ it lies on the output's first or last row or column. A fill is therefore a short
 :class:`FillOp`, planned once per (pattern phase, output size) and applied to the assembled output in place.
 """
 from functools import lru_cache
-from typing import FrozenSet, List, NamedTuple, Sequence, Tuple
+from typing import FrozenSet, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
@@ -124,20 +124,56 @@ def fill_regions(fill: str, kept_cells: Sequence[Tuple[Tuple[int, int], FrozenSe
     return tuple((slice(c0, c1), op) for (c0, c1), kept in kept_cells for op in plan_fill(fill, kept, height, width))
 
 
-def apply_fill(out: torch.Tensor, regions: Sequence[Tuple[slice, FillOp]]) -> torch.Tensor:
-    """Write the fill of every skipped position of ``out`` (whose kept positions are computed) in place."""
+def apply_fill(out: torch.Tensor, regions: Sequence[Tuple[slice, FillOp]],
+               shift: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Write the fill of every skipped position of ``out`` (whose kept positions are computed) in place.
+    Positions without a source hold 0, or the per-channel ``shift`` (see :func:`~.skip_conv.skip_conv2d`)."""
+    # In NCHW a stride-2 view reads and writes single elements, so several sources are summed from contiguous
+    # copies of the kept lattices (one per cell and channel range, shared by the ops) and written once. In
+    # channels_last each position's channels lie together and the strided views are fast as they are.
+    by_lattice = out.dim() == 4 and not out.is_contiguous(memory_format=torch.channels_last)
+    lattices = {}
     for channels, op in regions:
         target = out[:, channels, op.rows, op.cols]
         if not op.offsets:
-            target.zero_()
-            continue
-        first, *rest = (out[(slice(None), channels) + op.source(o)] for o in op.offsets)
-        target.copy_(first)
-        for src in rest:
-            target.add_(src)
-        if rest:
+            fill_constant(target, shift, channels)
+        elif len(op.offsets) == 1:
+            target.copy_(out[(slice(None), channels) + op.source(op.offsets[0])])
+        elif by_lattice:
+            first, second, *rest = (_lattice_source(out, lattices, channels, op, o) for o in op.offsets)
+            total = torch.add(first, second)
+            for src in rest:
+                total.add_(src)
+            target.copy_(total.mul_(op.weight))
+        else:
+            first, *rest = (out[(slice(None), channels) + op.source(o)] for o in op.offsets)
+            target.copy_(first)
+            for src in rest:
+                target.add_(src)
             target.mul_(op.weight)
     return out
+
+
+def _lattice_source(out: torch.Tensor, lattices: dict, channels: slice, op: FillOp,
+                    offset: Tuple[int, int]) -> torch.Tensor:
+    """``out[:, channels][op.source(offset)]`` as a slice of a contiguous copy of the source's lattice (the
+    positions of its cell (i % 2, j % 2)), copied on first use into ``lattices``."""
+    rows, cols = op.source(offset)
+    cell = (rows.start % 2, cols.start % 2)
+    key = (channels.start, channels.stop, cell)
+    if key not in lattices:
+        lattices[key] = out[:, channels, cell[0]::2, cell[1]::2].contiguous()
+    r0, c0 = rows.start // 2, cols.start // 2
+    return lattices[key][:, :, r0:r0 + len(range(*op.rows.indices(out.shape[2]))),
+                         c0:c0 + len(range(*op.cols.indices(out.shape[3])))]
+
+
+def fill_constant(target: torch.Tensor, shift: Optional[torch.Tensor], channels: slice) -> None:
+    """Set ``target`` (a region of the output) to 0, or to ``shift[channels]`` per channel."""
+    if shift is None:
+        target.zero_()
+    else:
+        target.copy_(shift[channels].view(1, -1, 1, 1).expand_as(target))
 
 
 def fill_adjoint(grad: torch.Tensor, regions: Sequence[Tuple[slice, FillOp]]) -> torch.Tensor:
@@ -148,8 +184,10 @@ def fill_adjoint(grad: torch.Tensor, regions: Sequence[Tuple[slice, FillOp]]) ->
         if not op.offsets:
             continue
         g = grad[:, channels, op.rows, op.cols]
+        if len(op.offsets) > 1:  # read the strided positions once
+            g = g.mul(op.weight)
         for o in op.offsets:
-            grad_in[(slice(None), channels) + op.source(o)].add_(g, alpha=op.weight)
+            grad_in[(slice(None), channels) + op.source(o)].add_(g, alpha=op.weight if len(op.offsets) == 1 else 1)
     return grad_in
 
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from mmengine.registry import MODELS
 from torch.nn.modules.utils import _pair
 
-from .fill import FILLS, apply_fill, check_fill, fill_adjoint, fill_regions, kept_cells_of
+from .fill import FILLS, apply_fill, check_fill, fill_adjoint, fill_constant, fill_regions, kept_cells_of
 
 # Each pattern splits the 2x2 cell of output positions (i % 2, j % 2) into phases; phase g is what channel group g
 # keeps when channels are shifted, and phase 0 is the pattern itself. A phase is a list of lattices (a, b):
@@ -325,21 +325,22 @@ def _skipped_cells(lattices) -> List[Tuple[int, Optional[int]]]:
     return cells
 
 
-def _scatter(out_like, memory_format, regions, skipped, fills, parts):
+def _scatter(out_like, memory_format, regions, skipped, fills, shift, parts):
     shape, dtype, device = out_like
     out = torch.empty(shape, dtype=dtype, device=device, memory_format=memory_format)
     if skipped is None:
-        out.zero_()
+        fill_constant(out, shift, slice(None))
     for region in skipped or ():
-        out[region].zero_()
+        fill_constant(out[region], shift, region[1])
     for region, part in zip(regions, parts):
         out[region].copy_(part)
-    return apply_fill(out, fills)
+    return apply_fill(out, fills, shift)
 
 
 class _Scatter(torch.autograd.Function):
-    """Write lattice results into the output: zero the ``skipped`` regions (or, if None, all of it first), copy
-    each part into its region, then write the ``fills`` (see :mod:`.fill`) from the kept positions.
+    """Write lattice results into the output: zero the ``skipped`` regions (or, if None, all of it first; the
+    ``shift`` instead of zero if given), copy each part into its region, then write the ``fills`` (see
+    :mod:`.fill`) from the kept positions.
 
     In channels_last each position's channels lie together, so zeroing just the skipped positions is a chunked
     fill that writes the output once; in NCHW it would be an element-strided fill, several times slower than one
@@ -348,15 +349,15 @@ class _Scatter(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, out_like, memory_format, regions, skipped, fills, *parts):
+    def forward(ctx, out_like, memory_format, regions, skipped, fills, shift, *parts):
         ctx.regions, ctx.fills = regions, fills
-        return _scatter(out_like, memory_format, regions, skipped, fills, parts)
+        return _scatter(out_like, memory_format, regions, skipped, fills, shift, parts)
 
     @staticmethod
     def backward(ctx, grad_out):
         if ctx.fills:
             grad_out = fill_adjoint(grad_out, ctx.fills)
-        return (None, None, None, None, None) + tuple(grad_out[region] for region in ctx.regions)
+        return (None, ) * 6 + tuple(grad_out[region] for region in ctx.regions)
 
 
 class _Window(torch.autograd.Function):
@@ -396,7 +397,8 @@ def skip_conv2d(x: torch.Tensor,
                 groups: int = 1,
                 skip_pattern: str = 'checkerboard',
                 shift_channels: bool = False,
-                fill: str = 'linear') -> torch.Tensor:
+                fill: str = 'linear',
+                shift: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Functional SkipConv: ``F.conv2d`` computed only on the pattern's output positions; the others hold zeros
     or values filled in from their computed neighbours (``fill``).
 
@@ -414,9 +416,13 @@ def skip_conv2d(x: torch.Tensor,
             the nearest computed neighbour) or 'linear' (the mean of the computed 4-neighbours, else of the
             diagonal ones); see :mod:`skipconv_det.ops.fill` for the exact rules. No fill costs a multiply-add of
             the convolution. Default: 'linear'.
+        shift (Tensor, optional): Shape (C_out,). Added at every output position, kept and skipped, after the
+            fill: where a BatchNorm folded into the conv puts its shift (see
+            :func:`skipconv_det.models.fuse_conv_bn`). Default: None.
 
     Returns:
-        Tensor: (N, C_out, H_out, W_out); with ``fill='zero'`` equal to ``F.conv2d(...) * skip_mask(...)``.
+        Tensor: (N, C_out, H_out, W_out); with ``fill='zero'`` equal to ``F.conv2d(...) * skip_mask(...)``
+        (plus ``shift``).
     """
     _check_pattern(skip_pattern)
     check_fill(fill)
@@ -438,6 +444,12 @@ def skip_conv2d(x: torch.Tensor,
         raise TypeError(f'SkipConv got a {x.dtype} input for a {weight.dtype} weight; it needs the same floating '
                         f'dtype for both, e.g. x.to({weight.dtype}) or layer.to({x.dtype}).')
     stride, dilation = _pair(stride), _pair(dilation)
+    if shift is not None:
+        if shift.requires_grad and torch.is_grad_enabled():  # a learnt shift: plain autograd
+            out = skip_conv2d(x, weight, bias, stride, padding, dilation, groups, skip_pattern, shift_channels, fill)
+            return out + shift.view(1, -1, 1, 1)
+        # Kept positions get it with the bias; fills of them carry it on (their weights sum to 1).
+        bias = shift if bias is None else bias + shift
     if skip_pattern == 'none':
         return _conv2d(x, weight, bias, stride, padding, dilation, groups)
 
@@ -525,8 +537,8 @@ def skip_conv2d(x: torch.Tensor,
     if torch.jit.is_tracing():
         # The tracer (used by FLOP counters) cannot record a Function with Python-object arguments; plain
         # in-place copies trace fine and do the same.
-        return _scatter(out_like, memory_format, regions, skipped, fills, parts)
-    return _Scatter.apply(out_like, memory_format, tuple(regions), skipped, fills, *parts)
+        return _scatter(out_like, memory_format, regions, skipped, fills, shift, parts)
+    return _Scatter.apply(out_like, memory_format, tuple(regions), skipped, fills, shift, *parts)
 
 
 @MODELS.register_module('SkipConv')
@@ -548,6 +560,10 @@ class SkipConv2d(nn.Conv2d):
             network. Default: False.
         fill (str): What the skipped positions hold: 'zero', 'nearest' or 'linear' (see :func:`skip_conv2d`).
             Default: 'linear'.
+
+    Folding a following BatchNorm (:func:`skipconv_det.models.fuse_conv_bn`, or mmcv's ``fuse_conv_bn`` on a
+    SkipConv without a bias) keeps the outputs exact: BN's shift becomes the buffer ``shift``, added at every
+    position, skipped ones included.
     """
 
     def __init__(self,
@@ -569,9 +585,23 @@ class SkipConv2d(nn.Conv2d):
         check_fill(fill)
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
                          padding_mode, device, dtype)
+        self.register_buffer('shift', None)
         self.skip_pattern = skip_pattern
         self.shift_channels = shift_channels
         self.fill = fill
+
+    def __setattr__(self, name, value):
+        # Folding BN into a conv (mmcv.cnn.fuse_conv_bn, torch.nn.utils.fuse_conv_bn_eval) assigns the conv a new
+        # weight and bias. On a conv built without a bias the assigned bias is exactly BN's shift, which belongs at
+        # skipped positions too: keep it as `shift`. With a bias of our own (or a shift already) the two parts
+        # cannot be told apart, and the folded model would silently differ: refuse.
+        if name == 'bias' and isinstance(value, torch.Tensor) and 'fill' in self.__dict__:
+            if self.bias is None and self.shift is None:
+                self.shift = value.detach()
+                return
+            raise RuntimeError('Assigning a bias to a SkipConv2d that has one (or a folded shift) loses what the '
+                               'skipped positions hold; fold BatchNorm with skipconv_det.models.fuse_conv_bn.')
+        super().__setattr__(name, value)
 
     @property
     def density(self) -> float:
@@ -585,7 +615,7 @@ class SkipConv2d(nn.Conv2d):
                 x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
             padding = 0
         return skip_conv2d(x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups,
-                           self.skip_pattern, self.shift_channels, self.fill)
+                           self.skip_pattern, self.shift_channels, self.fill, self.shift)
 
     def extra_repr(self) -> str:
         return (f'{super().extra_repr()}, skip_pattern={self.skip_pattern!r}, '
