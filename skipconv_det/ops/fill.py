@@ -121,7 +121,9 @@ def fill_regions(fill: str, kept_cells: Sequence[Tuple[Tuple[int, int], FrozenSe
                  width: int) -> Tuple[Tuple[slice, FillOp], ...]:
     """Each ``(channels, op)`` that fills an output: ``kept_cells`` lists each output-channel range ``(c0, c1)``
     with the cells it keeps."""
-    return tuple((slice(c0, c1), op) for (c0, c1), kept in kept_cells for op in plan_fill(fill, kept, height, width))
+    # torch.compile traces the planning once per graph anyway, and warns about a cache it would bypass.
+    plan = plan_fill.__wrapped__ if torch.compiler.is_compiling() else plan_fill
+    return tuple((slice(c0, c1), op) for (c0, c1), kept in kept_cells for op in plan(fill, kept, height, width))
 
 
 def apply_fill(out: torch.Tensor, regions: Sequence[Tuple[slice, FillOp]],

@@ -44,6 +44,14 @@ _WEIGHT_MULTIPLE = 4
 _POLYPHASE_MIN_POSITIONS = 1 << 15
 
 
+def _split_ranges(n: int, sections: int) -> List[Tuple[int, int]]:
+    """``torch.arange(n).tensor_split(sections)`` as (start, stop) pairs, in plain ints (so torch.compile traces
+    the planning without reading tensors back)."""
+    size, extra = divmod(n, sections)
+    bounds = [i * size + min(i, extra) for i in range(sections + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
 def _pads_explicitly(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether one padded copy of the input beats computing the border positions from strips. Each strip is a
     conv call of its own, with a fixed cost and (oneDNN) a reorder of the whole weight, so the copy wins on inputs
@@ -470,8 +478,7 @@ def skip_conv2d(x: torch.Tensor,
 
     phases = _PHASES[skip_pattern]
     if shift_channels:
-        ranges = [(int(c[0]), int(c[-1]) + 1) if len(c) else (0, 0)
-                  for c in torch.arange(out_channels).tensor_split(len(phases))]
+        ranges = _split_ranges(out_channels, len(phases))
     else:
         ranges = [(0, out_channels)] + [(0, 0)] * (len(phases) - 1)
 
