@@ -1,6 +1,9 @@
 """The layer and model benchmarks and profilers behind tools/benchmark.py, on a tiny layer and a small model
 (timings themselves are not tested)."""
+import functools
 import json
+
+import torch
 
 from skipconv_det.analysis.layer_benchmark import benchmark_layer, format_layer_table, plot_speedups, profile_layer
 from skipconv_det.analysis.model_benchmark import benchmark_model, format_model_table, profile_model
@@ -55,3 +58,20 @@ def test_profile_model_shows_skipconv_work_beside_dense():
     dense_total = float(by_op['total'][0])
     assert dense_total > 0 and abs(sum(float(v[0]) for op, v in by_op.items() if op != 'total' and v[0] != '-') -
                                    dense_total) < 0.05 * dense_total + 0.5  # the table's ops add up to the total
+
+
+def test_benchmark_model_compiled_rows_are_against_the_best_dense(monkeypatch):
+    compile_eager = functools.partial(torch.compile, backend='eager')  # the rows and ratios, not inductor
+    monkeypatch.setattr(torch, 'compile', compile_eager)
+    result = benchmark_model(CIFAR_RESNET, (16, 16), train=False, compile=True, warmup=1, repeats=1)
+    for stage in ('backbone', 'backbone+neck'):
+        best_dense = min(*result['dense'][stage].values(), *result['dense'][f'{stage} compiled'].values())
+        assert result['ratio'][f'{stage} compiled'] == min(
+            result['skipconv'][f'{stage} compiled'].values()) / best_dense
+        assert result['ratio'][stage] == min(result['skipconv'][stage].values()) / best_dense
+
+
+def test_benchmark_model_with_bn_folded():
+    result = benchmark_model(CIFAR_RESNET, (16, 16), fuse_bn=True, warmup=0, repeats=1)
+    assert result['fuse_bn'] and 'train step' not in result['dense']  # folded models are for inference
+    assert 'BN folded' in format_model_table(result)

@@ -64,6 +64,8 @@ def parse_args():
     model.add_argument('--shift-channels', action='store_true')
     model.add_argument('--skip-scope', nargs='+', metavar='NAME', help='components to convert (default: all)')
     model.add_argument('--no-train', action='store_true', help='skip the training step')
+    model.add_argument('--compile', action='store_true',
+                       help='also time backbone and backbone+neck under torch.compile (inductor)')
     model.add_argument('--fuse-bn', action='store_true',
                        help='fold BN into the convs first (skipconv_det.models.fuse_conv_bn); inference only')
     model.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config settings')
@@ -103,7 +105,8 @@ def main():
         print(result)
     else:
         result = benchmark_model(args.config, tuple(args.shape), args.device, not args.no_train, args.cfg_options,
-                                 args.skip_pattern, args.shift_channels, args.skip_scope, args.fuse_bn, **timing)
+                                 args.skip_pattern, args.shift_channels, args.skip_scope, args.fuse_bn,
+                                 args.compile, **timing)
         print(format_model_table(result))
     if args.json:
         with open(args.json, 'w') as f:

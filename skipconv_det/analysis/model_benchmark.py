@@ -56,9 +56,11 @@ def _train_step(model: nn.Module, inputs: torch.Tensor, samples: Any) -> Callabl
 
 
 def time_models(models: Dict[str, nn.Module], scope: str, shape: Tuple[int, int], device: str = 'cpu',
-                train: bool = True, **timing) -> Dict[str, Dict[str, Dict[str, float]]]:
+                train: bool = True, compile: bool = False, **timing) -> Dict[str, Dict[str, Dict[str, float]]]:
     """Median ms of each stage (and a training step) of each model in each memory layout, the models timed in
-    turns (see :func:`measure_latencies`): ``{model: {stage: {layout: ms}}}``."""
+    turns (see :func:`measure_latencies`): ``{model: {stage: {layout: ms}}}``. With ``compile``, the backbone
+    and neck stages are also timed under ``torch.compile`` (inductor; compiled in the warm-up), as
+    ``'<stage> compiled'``."""
     models = {name: model.to(device) for name, model in models.items()}
     inputs, samples = _batch(next(iter(models.values())), scope, shape, device)
     results: Dict[str, Dict[str, Dict[str, float]]] = {name: {} for name in models}
@@ -76,11 +78,18 @@ def time_models(models: Dict[str, nn.Module], scope: str, shape: Tuple[int, int]
         with torch.no_grad():
             for stage in next(iter(stages.values())):
                 record(stage, layout, {name: fns[stage] for name, fns in stages.items()})
+            for stage in COMPILED_STAGES if compile else ():
+                torch._dynamo.reset()
+                record(f'{stage} compiled', layout,
+                       {name: torch.compile(fns[stage]) for name, fns in stages.items() if stage in fns})
         if train:
             for model in models.values():
                 model.train()
             record('train step', layout, {name: _train_step(model, x, samples) for name, model in models.items()})
     return results
+
+
+COMPILED_STAGES = ('backbone', 'backbone+neck')
 
 
 def _dense_and_skipconv(config, cfg_options, skip_pattern, shift_channels, scope):
@@ -100,6 +109,7 @@ def benchmark_model(config: str,
                     shift_channels: bool = False,
                     scope: Optional[Sequence[str]] = None,
                     fuse_bn: bool = False,
+                    compile: bool = False,
                     **timing) -> Dict[str, Any]:
     """Dense vs SkipConv timing of a config's model (see :func:`time_models`), with best-layout ratios.
     ``fuse_bn`` folds every BN into the conv before it in both models first (inference only, as deployed)."""
@@ -109,10 +119,15 @@ def benchmark_model(config: str,
         train = False
     result = dict(config=config, shape=list(shape), device=device, threads=torch.get_num_threads(),
                   fuse_bn=fuse_bn)
-    result.update(time_models(models, lib_scope, shape, device, train, **timing))
+    result.update(time_models(models, lib_scope, shape, device, train, compile, **timing))
+    # Against the best dense of the same stage, eager or compiled, in either layout.
+    best_dense = {}
+    for stage, times in result['dense'].items():
+        base = stage.replace(' compiled', '')
+        best_dense[base] = min(best_dense.get(base, float('inf')), *times.values())
     result['ratio'] = {
-        stage: min(result['skipconv'][stage].values()) / min(times.values())
-        for stage, times in result['dense'].items()
+        stage: min(result['skipconv'][stage].values()) / best_dense[stage.replace(' compiled', '')]
+        for stage in result['dense']
     }
     return result
 
