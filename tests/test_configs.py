@@ -102,7 +102,6 @@ def test_skipconv_config_differs_from_its_dense_twin_only_in_conv_type(name):
 
 @pytest.mark.parametrize('num_convs', [1, 2])
 def test_conv_cfg_rpn_head_matches_rpn_head(num_convs):
-    import skipconv_det.models.dense_heads  # noqa: F401
     head = dict(in_channels=8, feat_channels=8, num_convs=num_convs,
                 anchor_generator=dict(type='AnchorGenerator', scales=[8], ratios=[1.0], strides=[4]))
     dense = MODELS.build(dict(head, type='RPNHead'))
