@@ -6,29 +6,46 @@ def readme():
         return f.read()
 
 
+def get_version():
+    namespace = {}
+    with open('skipconv_det/version.py', encoding='utf-8') as f:
+        exec(f.read(), namespace)
+    return namespace['__version__']
+
+
 setup(
     name='skipconv_det',
-    version='0.1.0',
+    version=get_version(),
     description='SkipConv (Singh & Namboodiri, IJCNN 2020) for MMDetection: '
     'convolutions computed on a structured lattice of output positions',
     long_description=readme(),
     long_description_content_type='text/markdown',
     packages=find_packages(exclude=('configs', 'tools', 'tests')),
-    python_requires='>=3.11,<3.12',
+    # The ranges the OpenMMLab 3.x stack supports; requirements/tested.txt pins the stack `make install` tests.
+    python_requires='>=3.9',
     install_requires=[
-        'torch==2.14.1',
-        'torchvision==0.29.1',
-        'mmengine==0.10.7',
-        # Built from source with ops by tools/install_mmcv.sh (no wheel for torch 2.14 on PyPI).
-        'mmcv==2.1.0',
-        'mmdet==3.3.0',
-        'mmpretrain==1.2.0',
+        # torch.load's safe loader, for which skipconv_det allowlists mmengine's checkpoint contents.
+        'torch>=2.6',
+        'mmengine>=0.7.1,<1.0.0',
+        'mmcv>=2.0.0,<2.2.0',
+        'mmdet>=3.0.0,<3.4.0',
+        'numpy>=2',  # the allowlist names numpy 2's module paths (numpy._core)
+        'Pillow',
         'pycocotools',
-        'numpy',
-        # mmengine resolves `mmdet::`/`mmpretrain::` config paths with pkg_resources, which setuptools 81
-        # removed; torch 2.14 needs setuptools >= 77.0.3.
-        'setuptools>=77.0.3,<81',
+        # mmengine resolves `mmdet::`/`mmpretrain::` config paths with pkg_resources, which setuptools 81 removed.
+        'setuptools<81',
     ],
-    extras_require={'tests': ['pytest', 'hypothesis']},
+    extras_require={
+        'mmpretrain': ['mmpretrain>=1.0.0,<2.0.0'],
+        'tests': ['pytest', 'hypothesis'],
+    },
+    classifiers=[
+        'License :: OSI Approved :: Apache Software License',
+        'Operating System :: OS Independent',
+        'Programming Language :: Python :: 3',
+        'Programming Language :: Python :: 3.9',
+        'Programming Language :: Python :: 3.10',
+        'Programming Language :: Python :: 3.11',
+    ],
     license='Apache License 2.0',
 )

@@ -3,7 +3,7 @@
 # Skipped positions hold the mean of their computed neighbours (fill='linear') in every SkipConv layer: the fill
 # that keeps the dense model's mAP in the accuracy study (README); the -zero config is the literal variant.
 _base_ = './faster-rcnn_r50-scratch_fpn_gn-all_6x_coco.py'
-custom_imports = dict(imports=['skipconv_det', 'skipconv_det.models.dense_heads'], allow_failed_imports=False)
+custom_imports = dict(imports=['skipconv_det'], allow_failed_imports=False)
 
 skipconv = dict(type='SkipConv', skip_pattern='checkerboard', shift_channels=False, fill='linear')
 model = dict(

@@ -3,8 +3,8 @@
 # Skipped positions hold the mean of their computed neighbours (fill='linear') in every SkipConv layer: the fill
 # that keeps the dense model's mAP in the accuracy study (README); the -zero config is the literal variant.
 _base_ = './faster-rcnn_r50_fpn_1x_coco.py'
-# skipconv_det registers the 'SkipConv' conv type; its dense_heads module registers ConvCfgRPNHead (imports mmdet).
-custom_imports = dict(imports=['skipconv_det', 'skipconv_det.models.dense_heads'], allow_failed_imports=False)
+# skipconv_det registers the 'SkipConv' conv type and ConvCfgRPNHead.
+custom_imports = dict(imports=['skipconv_det'], allow_failed_imports=False)
 
 # The ImageNet weights load unchanged (same state_dict); 1/2 of the output positions of every conv are computed.
 skipconv = dict(type='SkipConv', skip_pattern='checkerboard', shift_channels=False, fill='linear')

@@ -4,11 +4,9 @@ import argparse
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.registry import DefaultScope
 
 from skipconv_det import SkipConv2d
-from skipconv_det.apis.ablation import (DET_VARIANTS, Step, format_summary, parse_variant, summarize,
-                                        variant_model_cfg)
+from skipconv_det.apis.ablation import DET_VARIANTS, Step, format_summary, parse_variant, summarize, variant_model_cfg
 
 DENSE_DEMO = 'configs/demo/faster-rcnn_r18-w16-scratch_fpn_1xb8-6e_synthetic-coco.py'
 
@@ -24,18 +22,15 @@ def test_parse_variant():
             parse_variant(bad)
 
 
-def test_variant_builds_the_placement_it_names():
+def test_variant_builds_the_placement_it_names(mmdet_scope):
     from mmdet.registry import MODELS
-    from mmdet.utils import register_all_modules
-    register_all_modules(init_default_scope=False)
     cfg = Config.fromfile(DENSE_DEMO)
     backbone, heads = DET_VARIANTS['backbone zero, neck+rpn linear']
     steps = (backbone._replace(keep_dense=('backbone.conv1', )), heads)
-    with DefaultScope.overwrite_default_scope('mmdet'):
-        torch.manual_seed(0)
-        model = MODELS.build(variant_model_cfg(cfg.model, steps))
-        torch.manual_seed(0)
-        dense = MODELS.build(cfg.model)
+    torch.manual_seed(0)
+    model = MODELS.build(variant_model_cfg(cfg.model, steps))
+    torch.manual_seed(0)
+    dense = MODELS.build(cfg.model)
     fills = {(name.split('.')[0], m.fill) for name, m in model.named_modules() if isinstance(m, SkipConv2d)}
     assert fills == {('backbone', 'zero'), ('neck', 'linear'), ('rpn_head', 'linear')}
     assert type(model.backbone.conv1) is torch.nn.Conv2d  # kept dense

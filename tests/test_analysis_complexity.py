@@ -5,8 +5,8 @@ import torch.nn as nn
 from mmengine.config import Config
 
 from skipconv_det import SkipConv2d, skip_mask
-from skipconv_det.analysis import (dummy_det_inputs, get_model_complexity, measure_latencies, measure_latency,
-                                   model_latency)
+from skipconv_det.analysis import (complexity, dummy_det_inputs, get_model_complexity, measure_latencies,
+                                   measure_latency, model_latency)
 
 DEMO_DENSE = 'configs/demo/faster-rcnn_r18-w16-scratch_fpn_1xb8-6e_synthetic-coco.py'
 DEMO_SKIPCONV = 'configs/demo/faster-rcnn_r18-w16-scratch-skipconv_fpn_1xb8-6e_synthetic-coco.py'
@@ -80,11 +80,29 @@ def test_measure_latencies_take_turns():
     assert set(result) == {'a', 'b'} and all(r['repeats'] == 3 for r in result.values())
 
 
-def test_measure_latency_reports_median_and_threads():
-    calls = []
-    result = measure_latency(lambda: calls.append(1), warmup=2, repeats=5, num_threads=1)
-    assert len(calls) == 7 and result['repeats'] == 5 and result['threads'] == 1
+class _Clock:
+    """Stands in for the ``time`` module: ``perf_counter`` reads a clock that only the timed calls advance."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        return self.now
+
+
+def test_measure_latency_reports_median_and_threads(monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr(complexity, 'time', clock)
+    # Seconds each call takes: two warm-up calls (not timed), then five timed ones.
+    durations = iter([0.050, 0.040, 0.004, 0.001, 0.005, 0.002, 0.003])
+
+    def call():
+        clock.now += next(durations)
+
+    result = measure_latency(call, warmup=2, repeats=5, num_threads=1)
+    assert result['repeats'] == 5 and result['threads'] == 1 and next(durations, None) is None
     assert result['min_ms'] <= result['median_ms'] <= result['max_ms']
+    assert (result['min_ms'], result['median_ms'], result['max_ms']) == pytest.approx((1.0, 3.0, 5.0))
 
 
 @pytest.fixture(scope='module')

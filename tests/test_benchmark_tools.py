@@ -5,6 +5,7 @@ import json
 
 import torch
 
+from skipconv_det.analysis import layer_benchmark, model_benchmark
 from skipconv_det.analysis.layer_benchmark import benchmark_layer, format_layer_table, plot_speedups, profile_layer
 from skipconv_det.analysis.model_benchmark import benchmark_model, format_model_table, profile_model
 
@@ -24,6 +25,27 @@ def test_benchmark_layer_rows_and_table(tmp_path):
     json.dumps(rows)  # what --json writes
     plot_speedups(rows, str(tmp_path / 'speedup.png'))
     assert (tmp_path / 'speedup.png').stat().st_size > 0
+
+
+def test_speedup_is_best_dense_layout_over_best_skip_layout(monkeypatch):
+    """With fixed timings: each side counts in its faster layout, whichever layout that is."""
+    medians = {('dense', 'nchw'): 8.0, ('dense', 'channels_last'): 6.0,
+               (('checkerboard', False, 'zero'), 'nchw'): 4.0, (('checkerboard', False, 'zero'), 'channels_last'): 3.0,
+               (('grid', True, 'linear'), 'nchw'): 1.5, (('grid', True, 'linear'), 'channels_last'): 5.0}
+    monkeypatch.setattr(layer_benchmark, 'measure_latencies',
+                        lambda calls, **kwargs: {key: dict(median_ms=medians[key]) for key in calls})
+    rows = benchmark_layer(4, 6, 9, 8, patterns=[('checkerboard', False, 'zero'), ('grid', True, 'linear')])
+    assert [r['speedup'] for r in rows] == [2.0, 4.0]
+    assert rows[1]['dense_ms'] == {'nchw': 8.0, 'channels_last': 6.0}
+    assert rows[1]['skip_ms'] == {'nchw': 1.5, 'channels_last': 5.0}
+
+
+def test_model_ratio_is_best_skip_layout_over_best_dense_layout(monkeypatch):
+    times = dict(dense={'inference': {'nchw': 10.0, 'channels_last': 8.0}},
+                 skipconv={'inference': {'nchw': 6.0, 'channels_last': 4.0}})
+    monkeypatch.setattr(model_benchmark, '_dense_and_skipconv', lambda *args: ({}, 'mmpretrain'))
+    monkeypatch.setattr(model_benchmark, 'time_models', lambda *args, **kwargs: times)
+    assert benchmark_model(CIFAR_RESNET, (16, 16))['ratio'] == {'inference': 0.5}
 
 
 def test_profile_layer_shows_the_ops_of_both():

@@ -22,9 +22,10 @@ from mmpretrain.models.backbones import MobileNetV2
 from mmpretrain.registry import MODELS
 
 from skipconv_det import SkipConv2d, skip_density, skip_mask
+from skipconv_det.cli.train import run_train
 from skipconv_det.datasets.synthetic_cls import (UnverifiedCIFAR10, UnverifiedCIFAR100, synthetic_shapes,
                                                  use_generated_data, write_cifar, write_imagenet)
-from skipconv_det.engine import run_train
+from skipconv_det.engine import check_custom_imports, custom_imports_of
 from skipconv_det.models.backbones import CifarResNet, MobileNetV2_CIFAR
 
 CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs', 'classification')
@@ -63,9 +64,10 @@ def data_roots(tmp_path_factory):
     }
 
 
-def tiny_config(name, data_root, work_dir):
-    """The config on generated data, batch 2, one training iteration then a validation, ImageNet at 32x32."""
-    cfg = load_config(name)
+def tiny_config(name, data_root, work_dir, cfg=None):
+    """The config (``cfg``, else loaded by name) on generated data, batch 2, one training iteration then a
+    validation, ImageNet at 32x32."""
+    cfg = cfg or load_config(name)
     use_generated_data(cfg, data_root, batch_size=2)
     sizes = {'RandomResizedCrop': ('scale', 32), 'ResizeEdge': ('scale', 36), 'CenterCrop': ('crop_size', 32)}
     for loader in (cfg.train_dataloader, cfg.val_dataloader):
@@ -105,22 +107,30 @@ def test_every_skipconv_config_has_a_dense_twin():
 
 @pytest.mark.parametrize('name', CONFIGS)
 def test_config_trains_and_validates(name, data_roots, tmp_path):
-    runner = Runner.from_cfg(tiny_config(name, data_roots[dataset_of(name)], tmp_path))
+    cfg = load_config(name)
+    # One custom_imports entry registers everything a config names (and is absent where it names nothing of ours).
+    assert custom_imports_of(cfg) in ([], ['skipconv_det'])
+    check_custom_imports(cfg)
+    runner = Runner.from_cfg(tiny_config(name, data_roots[dataset_of(name)], tmp_path, cfg))
     convs = [m for m in runner.model.modules() if isinstance(m, nn.Conv2d)]
     conv_cfg = runner.cfg.model.backbone.get('conv_cfg')
     if conv_cfg is None:
         assert not any(isinstance(m, SkipConv2d) for m in convs)
     else:  # every conv of the network is a SkipConv with the config's pattern
         assert all(isinstance(m, SkipConv2d) for m in convs)
-        assert {(m.skip_pattern, m.shift_channels) for m in convs} == {(conv_cfg.skip_pattern,
-                                                                         conv_cfg.shift_channels)}
+        assert {(m.skip_pattern, m.shift_channels) for m in convs} == {
+            (conv_cfg.skip_pattern, conv_cfg.shift_channels)}
     stem = convs[0].weight.detach().clone()
 
     runner.train()
 
     loss = runner.message_hub.get_scalar('train/loss').current()
     assert math.isfinite(loss) and loss > 0
-    assert 0 <= runner.message_hub.get_scalar('val/accuracy/top1').current() <= 100
+    top1 = runner.message_hub.get_scalar('val/accuracy/top1').current()
+    assert 0 <= top1 <= 100
+    # The accuracy of this val set: a whole number of its images right.
+    num_val = len(runner.val_dataloader.dataset)
+    assert num_val == 2 and top1 * num_val / 100 == pytest.approx(round(top1 * num_val / 100))
     # The loss gradient reached the first conv through every (Skip)Conv: weight decay alone would move it by lr * wd.
     optimizer = runner.cfg.optim_wrapper.optimizer
     step = (convs[0].weight.detach() - stem).norm() / stem.norm()
@@ -181,8 +191,8 @@ def test_train_tool_skipconv_flag_converts_an_mmpretrain_config(data_roots, tmp_
 
 @pytest.mark.parametrize('cifar100', [False, True])
 def test_generated_cifar_reads_back_through_mmpretrain(cifar100, tmp_path):
-    num_classes, unverified, stock = (100, UnverifiedCIFAR100, CIFAR100) if cifar100 else (10, UnverifiedCIFAR10,
-                                                                                            CIFAR10)
+    num_classes, unverified, stock = ((100, UnverifiedCIFAR100, CIFAR100) if cifar100 else
+                                      (10, UnverifiedCIFAR10, CIFAR10))
     write_cifar(str(tmp_path), num_train=7, num_test=3, cifar100=cifar100, seed=5)
     for split, count, seed in (('train', 7, 5), ('test', 3, 6)):
         dataset = unverified(data_root=str(tmp_path), split=split, download=False)

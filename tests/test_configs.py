@@ -7,10 +7,11 @@ import os.path as osp
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.registry import MODELS, DefaultScope
+from mmengine.registry import MODELS
 from torch import nn
 
-from skipconv_det import SkipConv2d
+from skipconv_det import SkipConv2d, skip_mask
+from skipconv_det.engine import check_custom_imports, custom_imports_of
 
 CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs')
 # SkipConv config -> (its dense twin, skip_pattern, shift_channels, backbone fill, neck and RPN fill)
@@ -32,27 +33,12 @@ SKIPCONV_CONFIGS = {
 }
 DENSE_CONFIGS = sorted({twin for twin, *_ in SKIPCONV_CONFIGS.values()})
 
-
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    """Many small convs: one thread is several times faster than two on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread', 'mmdet_scope')
 
 
 def test_every_detection_config_is_covered():
     found = {osp.basename(p) for p in glob.glob(osp.join(CONFIG_DIR, '*.py'))}
     assert found == set(SKIPCONV_CONFIGS) | set(DENSE_CONFIGS)
-
-
-@pytest.fixture(scope='module', autouse=True)
-def mmdet_scope():
-    from mmdet.utils import register_all_modules
-    register_all_modules(init_default_scope=False)
-    with DefaultScope.overwrite_default_scope('mmdet'):
-        yield
 
 
 def _load(name):
@@ -72,8 +58,12 @@ def _shrunk_model(cfg):
 @pytest.mark.parametrize('name', sorted(SKIPCONV_CONFIGS) + DENSE_CONFIGS)
 def test_config_builds_places_skipconv_and_trains_a_step(name):
     from mmdet.testing import demo_mm_inputs
+    cfg = _load(name)
+    # One custom_imports entry registers everything a config names (and is absent where it names nothing of ours).
+    assert custom_imports_of(cfg) == (['skipconv_det'] if name in SKIPCONV_CONFIGS else [])
+    check_custom_imports(cfg)
     torch.manual_seed(0)
-    model = _shrunk_model(_load(name))
+    model = _shrunk_model(cfg)
     skip = {n: m for n, m in model.named_modules() if isinstance(m, SkipConv2d)}
     if name in SKIPCONV_CONFIGS:
         _, pattern, shift, backbone_fill, head_fill = SKIPCONV_CONFIGS[name]
@@ -112,12 +102,12 @@ def test_skipconv_config_differs_from_its_dense_twin_only_in_conv_type(name):
 
 @pytest.mark.parametrize('num_convs', [1, 2])
 def test_conv_cfg_rpn_head_matches_rpn_head(num_convs):
-    import skipconv_det.models.dense_heads  # noqa: F401
     head = dict(in_channels=8, feat_channels=8, num_convs=num_convs,
                 anchor_generator=dict(type='AnchorGenerator', scales=[8], ratios=[1.0], strides=[4]))
     dense = MODELS.build(dict(head, type='RPNHead'))
     same = MODELS.build(dict(head, type='ConvCfgRPNHead'))
-    skip = MODELS.build(dict(head, type='ConvCfgRPNHead', conv_cfg=dict(type='SkipConv', skip_pattern='row')))
+    skip = MODELS.build(
+        dict(head, type='ConvCfgRPNHead', conv_cfg=dict(type='SkipConv', skip_pattern='row', fill='zero')))
     assert dense.state_dict().keys() == same.state_dict().keys() == skip.state_dict().keys()
     assert [type(m) for m in dense.children()] == [type(m) for m in same.children()]
     assert [type(m) for m in dense.rpn_conv.modules()] == [type(m) for m in same.rpn_conv.modules()]
@@ -127,3 +117,9 @@ def test_conv_cfg_rpn_head_matches_rpn_head(num_convs):
     x = torch.randn(1, 8, 6, 6)
     cls_dense, cls_skip = dense((x, ))[0][0], skip((x, ))[0][0]
     assert cls_dense.shape == cls_skip.shape and not torch.equal(cls_dense, cls_skip)
+    # The shared conv computes the dense conv's values at the kept rows and exact zeros at the skipped ones.
+    name = 'rpn_conv' if num_convs == 1 else 'rpn_conv.0.conv'
+    out, expected = skip.get_submodule(name)(x), dense.get_submodule(name)(x)
+    kept = skip_mask('row', 8, 6, 6)
+    assert (out[:, ~kept] == 0).all()
+    torch.testing.assert_close(out[:, kept], expected[:, kept])

@@ -3,12 +3,15 @@ for a few iterations with mmengine's Runner, evaluate with CocoMetric, count FLO
 It checks that the pipeline runs and its numbers come out, not accuracy (that is what the full demo shows)."""
 import json
 import os.path as osp
+import re
 
 import pytest
 import torch
 from mmengine.config import Config
 
-from skipconv_det.apis import DEMO_CONFIGS, format_table, run_demo
+from skipconv_det.apis import DEMO_CONFIGS, format_table
+from skipconv_det.cli.demo import run_demo
+from skipconv_det.engine import custom_imports_of
 
 
 @pytest.mark.parametrize('name', list(DEMO_CONFIGS))
@@ -22,6 +25,7 @@ def test_demo_configs_inherit_and_match_the_dataset(name):
     assert cfg.val_evaluator.type == 'CocoMetric' and cfg.model.backbone.init_cfg is None
     uses_skipconv = cfg.model.backbone.get('conv_cfg') is not None
     assert uses_skipconv == (name == 'skipconv')
+    assert custom_imports_of(cfg) == ['skipconv_det']
 
 
 @pytest.fixture(scope='module')
@@ -39,6 +43,7 @@ def demo_run(tmp_path_factory):
     return summary, work_dir
 
 
+@pytest.mark.e2e
 def test_demo_trains_evaluates_and_measures_both_models(demo_run):
     summary, work_dir = demo_run
     assert [r['name'] for r in summary['results']] == list(DEMO_CONFIGS)
@@ -52,12 +57,18 @@ def test_demo_trains_evaluates_and_measures_both_models(demo_run):
         assert 'Epoch(train) [1][2/2]' in log and 'coco/bbox_mAP' in log
         assert set(res['metrics']) == {'bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_75'}
         assert all(0.0 <= v <= 1.0 for v in res['metrics'].values())
+        # CocoMetric reported each metric (train_and_measure puts 0.0 for one it did not), with these values.
+        logged = dict(re.findall(r'coco/(bbox_mAP(?:_50|_75)?): (-?[\d.]+)', log))
+        assert set(logged) == set(res['metrics'])
+        for key, value in res['metrics'].items():
+            assert value == pytest.approx(float(logged[key]), abs=5e-5), key
         assert res['latency']['median_ms'] > 0 and res['latency']['repeats'] == 2
         assert res['complexity']['input_shape'] == [1, 3, 128, 128]
     dense, skip = (r['complexity']['flops'] for r in summary['results'])
     assert skip['backbone'] < 0.6 * dense['backbone'] and skip['roi_head'] > 0
 
 
+@pytest.mark.e2e
 def test_demo_table_has_a_row_per_model_and_the_ratio(demo_run):
     summary, _ = demo_run
     lines = format_table(summary['results']).splitlines()

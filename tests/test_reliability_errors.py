@@ -10,11 +10,14 @@ import shutil
 import pytest
 import torch
 from mmengine.runner import CheckpointLoader
+from mmengine.runner.checkpoint import load_from_local
 
 from skipconv_det.analysis.flops import build_model_from_config
 from skipconv_det.apis import DEMO_CONFIGS
-from skipconv_det.datasets import generate_synthetic_coco
-from skipconv_det.engine import CheckpointError, DatasetError, check_coco_annotations, run_test, run_train
+from skipconv_det.cli.test import run_test
+from skipconv_det.cli.train import run_train
+from skipconv_det.datasets import DatasetError, check_coco_annotations, generate_synthetic_coco
+from skipconv_det.engine import CheckpointError, load_local_checkpoint, readable_checkpoint_errors
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CONFIG = osp.join(ROOT, DEMO_CONFIGS['dense'])
@@ -112,17 +115,32 @@ def _damaged(checkpoint, tmp_path, how):
 @pytest.mark.parametrize('how', ['truncated', 'garbage'])
 def test_unreadable_checkpoint_through_mmengine_loader(checkpoint, tmp_path, how):
     path = _damaged(checkpoint, tmp_path, how)
-    with pytest.raises(CheckpointError, match=f'Cannot read the checkpoint {path} .*Delete it and point --resume'):
-        CheckpointLoader.load_checkpoint(path, map_location='cpu')
-    assert CheckpointLoader.load_checkpoint(str(checkpoint), map_location='cpu')['meta']['iter'] == 4
+    with readable_checkpoint_errors():
+        with pytest.raises(CheckpointError, match=f'Cannot read the checkpoint {path} .*Delete it and point --resume'):
+            CheckpointLoader.load_checkpoint(path, map_location='cpu')
+        assert CheckpointLoader.load_checkpoint(str(checkpoint), map_location='cpu')['meta']['iter'] == 4
 
 
 def test_refused_pickle_keeps_torchs_message(tmp_path):
     """A checkpoint with an object outside the allowlist is refused by torch, not reported as unreadable."""
     path = tmp_path / 'evil.pth'
     torch.save(dict(state_dict={}, extra=pickle.PickleError('not allowed')), path)
-    with pytest.raises(pickle.UnpicklingError, match='Weights only load failed'):
+    with readable_checkpoint_errors(), pytest.raises(pickle.UnpicklingError, match='Weights only load failed'):
         CheckpointLoader.load_checkpoint(str(path), map_location='cpu')
+
+
+def test_readable_checkpoint_errors_is_scoped(checkpoint, tmp_path):
+    """Only the block loads with the readable errors (the tools run in it); mmengine's own loader is back after
+    it, also when the block raises, and importing the package never swaps it."""
+    local = CheckpointLoader._schemes['']
+    assert local is load_from_local
+    with pytest.raises(CheckpointError), readable_checkpoint_errors():
+        assert CheckpointLoader._schemes[''] is load_local_checkpoint
+        CheckpointLoader.load_checkpoint(_damaged(checkpoint, tmp_path, 'truncated'), map_location='cpu')
+    assert CheckpointLoader._schemes[''] is local
+    with pytest.raises((RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError)) as e:
+        CheckpointLoader.load_checkpoint(_damaged(checkpoint, tmp_path, 'truncated'), map_location='cpu')
+    assert not isinstance(e.value, CheckpointError)  # torch's own error
 
 
 @pytest.mark.parametrize('tool', ['resume', 'load_from', 'test'])

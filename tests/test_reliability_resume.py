@@ -23,6 +23,8 @@ import torch
 from skipconv_det.apis import DEMO_CONFIGS
 from skipconv_det.datasets import generate_synthetic_coco
 
+pytestmark = pytest.mark.e2e
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # The dense demo config (ResNet-18 at 1/4 width, 128 px), on 12 images in batches of 4: 3 iterations per epoch, 2
 # epochs. {schedule} sets checkpoints and validation per scenario.
@@ -55,8 +57,6 @@ train_cfg = dict(max_epochs=2, val_interval=1)
 default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1))""",
                       resumed='resumed epoch: 1, iter: 3'),
 }
-SLOW = pytest.mark.skipif(not os.environ.get('SKIPCONV_SLOW_TESTS'),
-                          reason='~45 s more; run with SKIPCONV_SLOW_TESTS=1')
 # Imported by the killed run (custom_imports): SIGKILL itself right after iteration KILL_AT (mid-epoch 2), after the
 # last checkpoint was written, so the work since then is lost and must be redone.
 KILLER = """
@@ -107,7 +107,7 @@ def _losses(work_dir):
     return losses
 
 
-@pytest.fixture(scope='module', params=['mid-epoch', pytest.param('epoch-end', marks=SLOW)])
+@pytest.fixture(scope='module', params=['mid-epoch', pytest.param('epoch-end', marks=pytest.mark.slow)])
 def runs(request, tmp_path_factory):
     scenario = SCENARIOS[request.param]
     root = tmp_path_factory.mktemp(request.param)

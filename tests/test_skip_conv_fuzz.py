@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import skipconv_det.ops.skip_conv as skip_conv
 from skipconv_det import SKIP_PATTERNS, skip_conv2d
 from skipconv_det.ops import FILLS
-from test_skip_conv import assert_matches_reference
+from ._reference import assert_matches_reference
 
 EXAMPLES = int(os.environ.get('SKIPCONV_FUZZ_EXAMPLES', 150))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize='SKIPCONV_FUZZ_EXAMPLES' not in os.environ,
@@ -99,6 +99,6 @@ def test_gradcheck(pattern, shift, kernel, stride, padding, size, polyphase, fil
     bias = torch.randn(3, dtype=torch.float64, requires_grad=True)
     with _paths(pad_in_place=True, polyphase=polyphase):
         assert torch.autograd.gradcheck(
-            lambda x, w, b: skip_conv2d(x, w, b, stride, padding, skip_pattern=pattern, shift_channels=shift,
-                                         fill=fill),
+            lambda x, w, b: skip_conv2d(
+                x, w, b, stride, padding, skip_pattern=pattern, shift_channels=shift, fill=fill),
             (x, weight, bias), fast_mode=True)

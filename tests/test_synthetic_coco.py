@@ -112,22 +112,27 @@ def _unknown_category(coco):
 
 
 def _duplicate_image_id(coco):
-    coco['images'][1]['id'] = coco['images'][0]['id']
+    coco['images'].append(dict(coco['images'][0]))  # (every reference stays valid)
 
 
 def _wrong_size(coco):
     coco['images'][0]['width'] += 1
 
 
-@pytest.mark.parametrize('corrupt', [_box_outside, _unknown_category, _duplicate_image_id, _wrong_size])
-def test_validate_rejects_broken_annotations(tmp_path, corrupt):
+@pytest.mark.parametrize('corrupt,message', [
+    (_box_outside, r'annotation 1 has box \[64, .*\] outside its 64x64 image'),
+    (_unknown_category, 'refers to image 1 / category 99, which the file does not declare'),
+    (_duplicate_image_id, 'duplicate image id 1'),
+    (_wrong_size, r'size \(64, 64\) differs from the recorded \(65, 64\)'),
+])
+def test_validate_rejects_broken_annotations(tmp_path, corrupt, message):
     ann_file = generate_synthetic_coco(str(tmp_path), num_train=3, num_val=1, seed=0, img_size=(64, 64))['train']
     with open(ann_file, encoding='utf-8') as f:
         coco = json.load(f)
     corrupt(coco)
     with open(ann_file, 'w', encoding='utf-8') as f:
         json.dump(coco, f)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=message):
         validate_coco(ann_file, str(tmp_path / 'train'))
 
 

@@ -11,11 +11,12 @@ import sys
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.registry import MODELS, DefaultScope
+from mmengine.registry import MODELS
 
 from skipconv_det import SkipConv2d
+from skipconv_det.cli.test import parse_test_args
+from skipconv_det.cli.train import parse_train_args
 from skipconv_det.datasets import SYNTHETIC_COCO_CLASSES, generate_synthetic_coco
-from skipconv_det.engine import parse_test_args, parse_train_args
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TINY_CONFIG = """
@@ -91,7 +92,8 @@ def _tool(name, *args):
 SKIP_FLAGS = ['--skipconv', '--skip-pattern', 'grid', '--shift-channels', '--skip-scope', 'backbone', 'neck']
 
 
-def test_skipconv_train_interrupted_resume_then_test(tiny_configs, tmp_path):
+@pytest.mark.e2e
+def test_skipconv_train_interrupted_resume_then_test(tiny_configs, tmp_path, mmdet_scope):
     work_dir = str(tmp_path / 'work')
     # The interrupted run: it stops after epoch 1 of 2.
     log = _tool('train.py', tiny_configs['dense'], '--work-dir', work_dir, *SKIP_FLAGS, '--cfg-options',
@@ -101,10 +103,7 @@ def test_skipconv_train_interrupted_resume_then_test(tiny_configs, tmp_path):
     # The dumped config rebuilds the SkipConv model on its own (custom_imports included).
     cfg = Config.fromfile(osp.join(work_dir, 'tiny_dense.py'))
     assert cfg.model.type == 'SkipConvModel' and 'skipconv_det' in cfg.custom_imports.imports
-    from mmdet.utils import register_all_modules
-    register_all_modules(init_default_scope=False)
-    with DefaultScope.overwrite_default_scope('mmdet'):
-        model = MODELS.build(cfg.model)
+    model = MODELS.build(cfg.model)
     skip = {n: m for n, m in model.named_modules() if isinstance(m, SkipConv2d)}
     assert {n.split('.')[0] for n in skip} == {'backbone', 'neck'}
     assert {(m.skip_pattern, m.shift_channels) for m in skip.values()} == {('grid', True)}
@@ -126,6 +125,7 @@ def test_skipconv_train_interrupted_resume_then_test(tiny_configs, tmp_path):
     assert len(preds) == 4 and all('bboxes' in p['pred_instances'] for p in preds)
 
 
+@pytest.mark.e2e
 def test_torchrun_two_cpu_processes(tiny_configs, tmp_path):
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))

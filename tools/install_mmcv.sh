@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install mmcv 2.1.0 WITH its compiled ops (nms, RoIAlign, ...) into the current Python environment.
+# Install mmcv (the version pinned in requirements/tested.txt, 2.1.0) WITH its compiled ops (nms, RoIAlign, ...)
+# into the current Python environment.
 #
 # Why a script: mmcv 2.1.0 is the newest release mmdet 3.3 accepts, and PyPI has no wheel of it for torch 2.14,
 # so it must be built from its source distribution. As shipped, that build fails: torch 2.14's headers need
@@ -11,7 +12,7 @@
 set -euo pipefail
 
 PYTHON=$("${1:-python}" -c 'import sys; print(sys.executable)')  # absolute: the build runs in another dir
-MMCV_VERSION=2.1.0
+MMCV_VERSION=$(sed -n 's/^mmcv==//p' "$(dirname "$0")/../requirements/tested.txt")
 CACHE_ROOT=${SKIPCONV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/skipconv_det}
 
 say() { printf '[install_mmcv] %s\n' "$*"; }

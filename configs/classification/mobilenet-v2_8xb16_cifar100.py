@@ -6,6 +6,6 @@ _base_ = [
     './_base_/schedules/cifar100_bs128.py',
     'mmpretrain::_base_/default_runtime.py',
 ]
-custom_imports = dict(imports=['skipconv_det', 'skipconv_det.models.backbones'], allow_failed_imports=False)
+custom_imports = dict(imports=['skipconv_det'], allow_failed_imports=False)
 
 model = dict(head=dict(num_classes=100))

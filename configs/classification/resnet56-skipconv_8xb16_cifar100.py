@@ -1,5 +1,5 @@
 # resnet56_8xb16_cifar100.py with every convolution a SkipConv computing half of its output positions (checkerboard).
 _base_ = './resnet56_8xb16_cifar100.py'
-custom_imports = dict(imports=['skipconv_det', 'skipconv_det.models.backbones'], allow_failed_imports=False)
+custom_imports = dict(imports=['skipconv_det'], allow_failed_imports=False)
 
 model = dict(backbone=dict(conv_cfg=dict(type='SkipConv', skip_pattern='checkerboard', shift_channels=False)))

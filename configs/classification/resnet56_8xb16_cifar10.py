@@ -7,4 +7,4 @@ _base_ = [
     'mmpretrain::_base_/schedules/cifar10_bs128.py',
     'mmpretrain::_base_/default_runtime.py',
 ]
-custom_imports = dict(imports=['skipconv_det', 'skipconv_det.models.backbones'], allow_failed_imports=False)
+custom_imports = dict(imports=['skipconv_det'], allow_failed_imports=False)

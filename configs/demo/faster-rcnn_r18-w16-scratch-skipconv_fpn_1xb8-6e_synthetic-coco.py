@@ -4,8 +4,8 @@
 # Skipped positions hold the mean of their computed neighbours (fill='linear') in every SkipConv layer: the fill
 # that keeps the dense model's mAP in the accuracy study (README); the -zero config is the literal variant.
 _base_ = './faster-rcnn_r18-w16-scratch_fpn_1xb8-6e_synthetic-coco.py'
-# skipconv_det registers the 'SkipConv' conv type; its dense_heads module registers ConvCfgRPNHead (imports mmdet).
-custom_imports = dict(imports=['skipconv_det', 'skipconv_det.models.dense_heads'], allow_failed_imports=False)
+# skipconv_det registers the 'SkipConv' conv type and ConvCfgRPNHead.
+custom_imports = dict(imports=['skipconv_det'], allow_failed_imports=False)
 
 skipconv = dict(type='SkipConv', skip_pattern='checkerboard', shift_channels=False, fill='linear')
 model = dict(

@@ -11,7 +11,8 @@ from mmengine.config import Config
 
 from ..datasets.synthetic_cls import use_generated_data
 
-CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs', 'classification')
+# In the clone, where the tools run (as the detection demo's configs): configs are not installed with the package.
+CONFIG_DIR = osp.join('configs', 'classification')
 CLS_DEMO_CONFIGS = {
     'dense': 'resnet56_8xb16_cifar10.py',
     'checkerboard': 'resnet56-skipconv_8xb16_cifar10.py',

@@ -236,16 +236,15 @@ def write_imagenet(data_root: str,
     return data_root
 
 
-
 def use_generated_data(cfg: Config,
                        data_root: str,
                        batch_size: Optional[int] = None,
                        num_workers: int = 0) -> Config:
     """Point a config's train/val/test dataloaders at a set written by :func:`write_cifar` / :func:`write_imagenet`.
 
-    CIFAR datasets become their ``Unverified*`` twins with ``download=False`` (see the module docstring), and this
-    module joins ``custom_imports`` so the config still builds in a fresh process. Every other setting of the
-    dataloaders (pipelines, samplers, evaluators) is kept.
+    CIFAR datasets become their ``Unverified*`` twins with ``download=False`` (see the module docstring), and
+    ``skipconv_det`` (which registers them) joins ``custom_imports`` so the config still builds in a fresh
+    process. Every other setting of the dataloaders (pipelines, samplers, evaluators) is kept.
 
     Args:
         cfg (Config): An mmpretrain config with CIFAR10, CIFAR100 or ImageNet dataloaders; changed in place.
@@ -269,5 +268,5 @@ def use_generated_data(cfg: Config,
         loader.persistent_workers = num_workers > 0
         if batch_size is not None:
             loader.batch_size = batch_size
-    add_custom_import(cfg, __name__)
+    add_custom_import(cfg, 'skipconv_det')
     return cfg

@@ -26,6 +26,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .checks import check_coco_annotations
+
 CLASSES = ('square', 'circle', 'triangle', 'cross')
 # One colour per class; also mmdet's visualisation palette for these classes.
 PALETTE = ((230, 60, 50), (60, 200, 80), (70, 110, 240), (240, 210, 50))
@@ -212,7 +214,7 @@ def validate_coco(ann_file: str, img_dir: str) -> dict:
     """Check a generated COCO detection annotation file against its images; raise ``ValueError`` on the first
     problem.
 
-    On top of what :func:`~skipconv_det.engine.check_coco_annotations` checks before every training (fields,
+    On top of what :func:`~skipconv_det.datasets.check_coco_annotations` checks before every training (fields,
     references, image files present), the generator's own output must have unique ids, images of the recorded
     size, boxes of positive size inside their image, and load in pycocotools.
 
@@ -221,7 +223,6 @@ def validate_coco(ann_file: str, img_dir: str) -> dict:
     """
     from pycocotools.coco import COCO  # a project dependency; imported here to keep the generator light
 
-    from ..engine.checks import check_coco_annotations
     check_coco_annotations(ann_file, img_dir)
     with open(ann_file, encoding='utf-8') as f:
         coco = json.load(f)

@@ -1,8 +1,7 @@
-"""Model conversion. Subpackages that need a downstream library are imported by the configs that use them
-(``custom_imports``), so ``import skipconv_det`` imports neither mmdet nor mmpretrain:
-``skipconv_det.models.dense_heads`` (mmdet) and ``skipconv_det.models.backbones`` (mmpretrain)."""
-from .convert import (PREDICTION_LAYERS, build_skipconv_model, convert_skipconv, revert_skipconv,
-                      skipconv_model_cfg)
+"""Model conversion and BN folding. The subpackages that need a downstream library,
+``skipconv_det.models.dense_heads`` (mmdet) and ``skipconv_det.models.backbones`` (mmpretrain), are imported by
+``import skipconv_det`` where that library is installed."""
+from .convert import PREDICTION_LAYERS, build_skipconv_model, convert_skipconv, revert_skipconv, skipconv_model_cfg
 from .fuse import fuse_conv_bn
 
 __all__ = [

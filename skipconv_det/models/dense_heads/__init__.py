@@ -1,4 +1,4 @@
-"""mmdet heads (imports mmdet): list ``skipconv_det.models.dense_heads`` in a config's ``custom_imports``."""
+"""mmdet heads (imports mmdet), registered by ``import skipconv_det`` where mmdet is installed."""
 from .rpn_head import ConvCfgRPNHead
 
 __all__ = ['ConvCfgRPNHead']
