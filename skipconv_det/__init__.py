@@ -4,7 +4,8 @@ Importing the package, e.g. with ``custom_imports = dict(imports=['skipconv_det'
 type this project's configs name:
 
 - on mmengine's root registries, visible from the mmdet and mmpretrain scopes alike: the ``SkipConv`` conv type and
-  the ``SkipConvModel`` builder (MODELS), ``ResumableEpochBasedTrainLoop`` (LOOPS) and ``RandomStateHook`` (HOOKS);
+  the ``SkipConvModel`` builder (MODELS), ``ResumableEpochBasedTrainLoop`` (LOOPS), ``RandomStateHook`` and
+  ``ChannelsLastHook`` (HOOKS);
 - where mmdet is installed, on mmdet's MODELS: ``ConvCfgRPNHead``;
 - where mmpretrain is installed, on mmpretrain's MODELS: ``CifarResNet`` and ``MobileNetV2_CIFAR``, and on its
   DATASETS: ``UnverifiedCIFAR10`` and ``UnverifiedCIFAR100``.
@@ -18,7 +19,7 @@ import importlib
 import importlib.util
 
 from .engine import register_checkpoint_safe_globals
-from .models import PREDICTION_LAYERS, build_skipconv_model, convert_skipconv, revert_skipconv
+from .models import PREDICTION_LAYERS, build_skipconv_model, convert_skipconv, fuse_conv_bn, revert_skipconv
 from .ops import FILLS, SKIP_PATTERNS, SkipConv2d, skip_conv2d, skip_density, skip_mask
 from .version import __version__
 
@@ -41,6 +42,6 @@ register_checkpoint_safe_globals()
 _register_library_modules()
 
 __all__ = [
-    'FILLS', 'PREDICTION_LAYERS', 'SKIP_PATTERNS', 'SkipConv2d', 'build_skipconv_model', 'convert_skipconv',
+    'FILLS', 'PREDICTION_LAYERS', 'SKIP_PATTERNS', 'SkipConv2d', 'build_skipconv_model', 'convert_skipconv', 'fuse_conv_bn',
     'register_checkpoint_safe_globals', 'revert_skipconv', 'skip_conv2d', 'skip_density', 'skip_mask', '__version__'
 ]

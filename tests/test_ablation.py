@@ -1,12 +1,14 @@
 """The accuracy study's variants (tools/ablation.py): parsing, the models they build, and the summary."""
 import argparse
+import json
 
 import pytest
 import torch
 from mmengine.config import Config
 
 from skipconv_det import SkipConv2d
-from skipconv_det.apis.ablation import DET_VARIANTS, Step, format_summary, parse_variant, summarize, variant_model_cfg
+from skipconv_det.apis.ablation import (DET_VARIANTS, Step, _run_key, format_summary, parse_variant, run_ablation,
+                                        summarize, variant_model_cfg)
 
 DENSE_DEMO = 'configs/demo/faster-rcnn_r18-w16-scratch_fpn_1xb8-6e_synthetic-coco.py'
 
@@ -50,3 +52,19 @@ def test_summary_mean_std_and_ratios():
     assert v['flops_ratio'] == pytest.approx(0.5) and v['latency_ms_ratio'] == pytest.approx((0.8 + 0.5) / 2)
     assert dense['flops_ratio'] == 1.0
     assert '| v | 2 | 89.5 ± 2.1 | 0.500 | 0.650 |' in format_summary([dense, v], 'cls')
+
+
+def test_no_train_summarises_the_saved_runs_only(tmp_path):
+    settings = dict(depth=20, epochs=8, batch_size=64, num_train=3000, num_test=500)
+    runs = [dict(key=_run_key('cls', 'dense', seed, dict(settings, steps=[])), task='cls', variant='dense', seed=seed,
+                 steps=[], settings=settings, metrics={'top1': top1}, flops=100, latency_ms=10.0)
+            for seed, top1 in ((0, 90.0), (1, 94.0))]
+    json_path = tmp_path / 'ablation.json'
+    json_path.write_text(json.dumps(dict(runs=runs)))
+    data_root = tmp_path / 'data'
+    result = run_ablation(['--tasks', 'cls', '--cls-variants', 'dense', 'checkerboard linear', '--seeds', '0', '1',
+                           '--cls-epochs', '8', '--work-dir', str(tmp_path), '--cls-data-root', str(data_root),
+                           '--no-train'])
+    (dense, ) = result['summary']['cls']  # the variant without runs is left out, not trained
+    assert dense['top1']['mean'] == 92.0 and not data_root.exists() and len(result['runs']) == 2
+    assert (tmp_path / 'ablation.png').exists()

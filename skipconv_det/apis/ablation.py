@@ -207,6 +207,8 @@ def build_ablation_parser() -> argparse.ArgumentParser:
     parser.add_argument('--plot', help='accuracy vs FLOPs PNG (default: WORK_DIR/ablation.png)')
     parser.add_argument('--threads', type=int, help='torch CPU threads (default: one per core)')
     parser.add_argument('--latency-repeats', type=int, default=10)
+    parser.add_argument('--no-train', action='store_true',
+                        help='train nothing: print the table and plot of the runs already in the JSON file')
     det = parser.add_argument_group('detection demo (tools/demo.py)')
     det.add_argument('--data-root', default='data/synthetic_coco')
     det.add_argument('--num-train', type=int, default=600)
@@ -260,6 +262,9 @@ def run_ablation(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         key = _run_key(task, name, seed, dict(settings[task], steps=[list(s) for s in steps]))
         if key in done:
             print(f'== [{n}/{len(todo)}] {task} {name!r} seed {seed}: in {json_path}, reused', flush=True)
+            continue
+        if args.no_train:
+            print(f'== [{n}/{len(todo)}] {task} {name!r} seed {seed}: not in {json_path}, left out', flush=True)
             continue
         print(f'== [{n}/{len(todo)}] {task} {name!r} seed {seed}: training', flush=True)
         work_dir = osp.join(args.work_dir, task, name.replace(' ', '_').replace(',', '').replace('+', '-'),

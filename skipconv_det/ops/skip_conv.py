@@ -47,7 +47,7 @@ _POLYPHASE_MIN_POSITIONS = 1 << 15
 def _split_ranges(n: int, sections: int) -> List[Tuple[int, int]]:
     """``torch.arange(n).tensor_split(sections)`` as (start, stop) pairs, in plain ints (so torch.compile traces
     the planning without reading tensors back)."""
-    size, extra = divmod(n, sections)
+    size, extra = divmod(int(n), sections)  # int: shapes are tensors under the jit tracer
     bounds = [i * size + min(i, extra) for i in range(sections + 1)]
     return list(zip(bounds[:-1], bounds[1:]))
 
