@@ -104,7 +104,6 @@ def _assert_fused_equal(model, inputs, forward):
 def test_fused_resnet_and_fpn_keep_outputs(fill):
     torch.manual_seed(0)
     with DefaultScope.overwrite_default_scope('mmdet'):
-        import mmdet.models  # noqa: F401  (registers ResNet and FPN)
         model = nn.Sequential(
             MODELS.build(dict(type='ResNet', depth=18, base_channels=8, num_stages=4, out_indices=(0, 1, 2, 3))),
             MODELS.build(dict(type='FPN', in_channels=[8, 16, 32, 64], out_channels=16, num_outs=5,
@@ -117,7 +116,6 @@ def test_fused_resnet_and_fpn_keep_outputs(fill):
 def test_fused_faster_rcnn_r50_keeps_outputs(fill):
     torch.manual_seed(0)
     with DefaultScope.overwrite_default_scope('mmdet'):
-        import mmdet.models  # noqa: F401
         cfg = get_config('mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py', pretrained=False).model
         cfg.backbone.init_cfg = None
         model = MODELS.build(cfg)

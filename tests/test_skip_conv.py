@@ -192,7 +192,7 @@ def test_skipped_work_is_not_computed(padding_path):
 def test_polyphase_input_grad_equals_stride2_conv_backward(kernel, padding, size, groups):
     """The input gradient of a lattice's stride-2 convolution from four stride-1 correlations (one per input
     phase) equals aten's: every kernel size and tap parity, padding, odd, even and tiny inputs, groups."""
-    from skipconv_det.ops.skip_conv import _polyphase_input_grad
+    from skipconv_det.ops._autograd import _polyphase_input_grad
     if size[0] + 2 * padding[0] < kernel[0] or size[1] + 2 * padding[1] < kernel[1]:
         pytest.skip('no output')
     x = torch.randn(2, 4, *size, dtype=torch.float64)
@@ -209,8 +209,8 @@ def test_polyphase_input_grad_equals_stride2_conv_backward(kernel, padding, size
 def test_polyphase_backward_matches_reference(pattern, kernel, padding, size, padding_path, monkeypatch):
     """Gradients through the polyphase path (which real inputs take from ``_POLYPHASE_MIN_POSITIONS`` on) equal
     the reference, bias and grouped and shifted channels included."""
-    import skipconv_det.ops.skip_conv as skip_conv
-    monkeypatch.setattr(skip_conv, '_POLYPHASE_MIN_POSITIONS', 0)
+    import skipconv_det.ops._torch_compat as torch_compat
+    monkeypatch.setattr(torch_compat, '_POLYPHASE_MIN_POSITIONS', 0)
     for groups, shift in ((1, False), (2, True)):
         x = torch.randn(2, 4, *size, dtype=torch.float64)
         weight = torch.randn(6, 4 // groups, kernel, kernel, dtype=torch.float64)
@@ -219,8 +219,8 @@ def test_polyphase_backward_matches_reference(pattern, kernel, padding, size, pa
 
 def test_polyphase_path_is_taken_on_large_nchw_inputs():
     """Large NCHW inputs run their lattices through _Stride2Conv when a gradient is needed, and not otherwise."""
-    import skipconv_det.ops.skip_conv as skip_conv
-    side = int(skip_conv._POLYPHASE_MIN_POSITIONS ** 0.5) + 1
+    import skipconv_det.ops._torch_compat as torch_compat
+    side = int(torch_compat._POLYPHASE_MIN_POSITIONS ** 0.5) + 1
     x = torch.randn(1, 2, side, side, requires_grad=True)
     weight = torch.randn(2, 2, 3, 3, requires_grad=True)
     assert skip_conv2d(x, weight, None, 1, 1).grad_fn.next_functions[0][0].name() == '_Stride2ConvBackward'
