@@ -2,7 +2,7 @@
 """Command-line arguments shared by the tools: how a dense model is turned into SkipConv, and mmdet's config and
 launcher arguments."""
 import argparse
-from typing import Optional
+from typing import List, Optional
 
 from mmengine.config import DictAction
 
@@ -27,17 +27,20 @@ def add_conversion_args(parser: argparse.ArgumentParser, fill: bool = True) -> N
 
 def add_skipconv_args(parser: argparse.ArgumentParser) -> None:
     """``--skipconv`` and the conversion arguments it takes (:func:`add_conversion_args`), as one group; check them
-    with :func:`check_skipconv_args`."""
+    with :func:`parse_skipconv_args`."""
     group = parser.add_argument_group('SkipConv', 'turn the config\'s model into a SkipConv one')
     group.add_argument('--skipconv', action='store_true',
                        help='convert the model\'s nn.Conv2d layers to SkipConv2d (prediction layers stay dense)')
     add_conversion_args(group)
 
 
-def check_skipconv_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Exit with a usage message when conversion arguments are given without ``--skipconv``."""
+def parse_skipconv_args(parser: argparse.ArgumentParser, argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """``parser.parse_args(argv)`` for a parser with :func:`add_skipconv_args`; exits with a usage message when
+    conversion arguments are given without ``--skipconv``."""
+    args = parser.parse_args(argv)
     if not args.skipconv and any(getattr(args, key) != value for key, value in _CONVERSION_DEFAULTS.items()):
         parser.error('--skip-pattern, --shift-channels, --skip-scope and --fill only apply with --skipconv; add it.')
+    return args
 
 
 def conversion_kwargs(args: argparse.Namespace) -> dict:

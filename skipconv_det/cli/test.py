@@ -9,7 +9,7 @@ from mmengine.registry import METRICS
 
 from ..datasets.checks import check_datasets
 from ..engine import readable_checkpoint_errors
-from .args import check_skipconv_args
+from .args import parse_skipconv_args
 from .runner import add_runner_args, build_runner, load_config
 
 # How each library's visualization hook is switched on and told where to write (mmdet's DetVisualizationHook,
@@ -38,10 +38,7 @@ def _test_parser() -> argparse.ArgumentParser:
 def parse_test_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     """Arguments of ``tools/test.py``: MMDetection's, plus the SkipConv group (argparse exits with a usage message
     on an error)."""
-    parser = _test_parser()
-    args = parser.parse_args(argv)
-    check_skipconv_args(parser, args)
-    return args
+    return parse_skipconv_args(_test_parser(), argv)
 
 
 def _enable_visualization(cfg: Config, args: argparse.Namespace) -> None:

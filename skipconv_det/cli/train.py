@@ -10,7 +10,7 @@ from mmengine.runner import Runner
 
 from ..datasets.checks import check_datasets
 from ..engine import enable_exact_resume, readable_checkpoint_errors
-from .args import check_skipconv_args
+from .args import parse_skipconv_args
 from .runner import add_runner_args, build_runner, load_config
 
 
@@ -31,10 +31,7 @@ def _train_parser() -> argparse.ArgumentParser:
 def parse_train_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     """Arguments of ``tools/train.py``: MMDetection's, plus the SkipConv group (argparse exits with a usage message
     on an error)."""
-    parser = _train_parser()
-    args = parser.parse_args(argv)
-    check_skipconv_args(parser, args)
-    return args
+    return parse_skipconv_args(_train_parser(), argv)
 
 
 def run_train(argv: Optional[List[str]] = None) -> Runner:

@@ -24,7 +24,7 @@ def _fuse_skipconv_bn(conv: SkipConv2d, bn: _BatchNorm) -> SkipConv2d:
     conv.weight = nn.Parameter(conv.weight * scale.view(-1, 1, 1, 1))
     if conv.bias is not None:
         conv.bias.mul_(scale)
-    conv.shift = shift.detach().clone()
+    conv.shift = shift
     return conv
 
 

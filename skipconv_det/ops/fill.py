@@ -186,10 +186,10 @@ def fill_adjoint(grad: torch.Tensor, regions: Sequence[Tuple[slice, FillOp]]) ->
         if not op.offsets:
             continue
         g = grad[:, channels, op.rows, op.cols]
-        if len(op.offsets) > 1:  # read the strided positions once
+        if len(op.offsets) > 1:  # weighted once, not once per source (op.weight is 1 for a single source)
             g = g.mul(op.weight)
         for o in op.offsets:
-            grad_in[(slice(None), channels) + op.source(o)].add_(g, alpha=op.weight if len(op.offsets) == 1 else 1)
+            grad_in[(slice(None), channels) + op.source(o)].add_(g)
     return grad_in
 
 
