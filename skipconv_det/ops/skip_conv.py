@@ -23,6 +23,7 @@ from torch.nn.modules.utils import _pair
 
 from ._autograd import _Scatter, _scatter, _window
 from ._layout import _suggested_memory_format
+from ._cells import assemble_from_cells, cell_size
 from ._torch_compat import _conv2d
 from .fill import check_fill, fill_regions, kept_cells_of
 from .lattice import IntOrPair, _channel_blocks, _plan_axis, _resolve_padding, _skipped_cells, _split_ranges
@@ -113,6 +114,30 @@ def _lattice_conv(inp: torch.Tensor, stride, padding, rows: slice, cols: slice, 
     return pieces
 
 
+def _cell_conv(x: torch.Tensor, conv, kernel, stride, dilation, pads, out_size, cell: Tuple[int, int],
+               channels: Tuple[int, int]) -> torch.Tensor:
+    """Output ``channels`` at the positions of ``cell`` (i % 2, j % 2): one convolution with twice the stride,
+    its window start moved by padding (a Pad before a Conv, which onnxruntime fuses) or, past the padding, by a
+    crop; a 1x1 kernel reads just the cell's input pixels."""
+    count = cell_size(out_size, cell)
+    if kernel == (1, 1) and not any(p for axis in pads for p in axis):
+        inp = x[:, :, cell[0] * stride[0]::2 * stride[0], cell[1] * stride[1]::2 * stride[1]]
+        inp = inp[:, :, :count[0], :count[1]]
+        parts = conv(inp, 1, 0, None, None, channels=channels)
+    else:
+        pad, crop = [], []
+        for ax in (0, 1):  # pad (or crop) each axis so that the first window starts at 0 and the last one fits
+            low = pads[ax][0] - cell[ax] * stride[ax]
+            needed = (count[ax] - 1) * 2 * stride[ax] + dilation[ax] * (kernel[ax] - 1) + 1
+            crop.append(max(0, -low))
+            pad.append((max(0, low), max(0, needed - max(0, low) - (x.shape[2 + ax] - crop[-1]))))
+        inp = x[:, :, crop[0]:, crop[1]:] if any(crop) else x
+        if any(p for axis in pad for p in axis):
+            inp = F.pad(inp, (*pad[1], *pad[0]))
+        parts = conv(inp, (2 * stride[0], 2 * stride[1]), 0, None, None, channels=channels)
+    return torch.cat([p for _, p in parts], dim=1) if len(parts) > 1 else parts[0][1]
+
+
 def skip_conv2d(x: torch.Tensor,
                 weight: torch.Tensor,
                 bias: Optional[torch.Tensor] = None,
@@ -188,28 +213,32 @@ def skip_conv2d(x: torch.Tensor,
     if min(out_size) < 1:
         raise ValueError(f'SkipConv: input of spatial size {size} with padding {padding} is smaller than the '
                          f'dilated kernel {kernel} (dilation {dilation}); pad it or use a smaller kernel.')
-    if any(p for axis in pads for p in axis) and _pads_explicitly(x, weight):
-        # Every lattice then fits in the padded input and is a single convolution (of a cropped view).
-        x = F.pad(x, (*pads[1], *pads[0]))
-        size, pads = tuple(x.shape[2:]), ((0, 0), (0, 0))
-
     phases = _PHASES[skip_pattern]
     if shift_channels:
         ranges = _split_ranges(out_channels, len(phases))
     else:
         ranges = [(0, out_channels)] + [(0, 0)] * (len(phases) - 1)
-
     # The output layout follows ATen's convolution: channels_last if the input's or the weight's strides
     # suggest it (the same stride heuristic, so that ambiguous shapes such as N=0 or 1x1 agree too).
     memory_format = _suggested_memory_format(x, weight)
     # Once here rather than in each lattice's conv call, which would copy the weight to this layout every time.
     weight = weight.contiguous(memory_format=memory_format)
+    conv = partial(_lattice_conv, weight=weight, bias=bias, dilation=dilation, groups=groups,
+                   memory_format=memory_format)
+
+    if torch.onnx.is_in_onnx_export():
+        cell_conv = partial(_cell_conv, x, conv, kernel, stride, dilation, pads, out_size)
+        return assemble_from_cells(x, cell_conv, phases, ranges, fill, shift, out_size)
+
+    if any(p for axis in pads for p in axis) and _pads_explicitly(x, weight):
+        # Every lattice then fits in the padded input and is a single convolution (of a cropped view).
+        x = F.pad(x, (*pads[1], *pads[0]))
+        size, pads = tuple(x.shape[2:]), ((0, 0), (0, 0))
     pieces = []
     for phase, lattices in enumerate(phases):
         if ranges[phase][1] <= ranges[phase][0]:
             continue  # no channel keeps this phase
-        conv = partial(_lattice_conv, weight=weight, bias=bias, dilation=dilation, groups=groups,
-                       channels=ranges[phase], memory_format=memory_format)
+        lattice_conv = partial(conv, channels=ranges[phase])
         for a, b in lattices:
             ph, pw = (_plan_axis(size[ax], kernel[ax], stride[ax], dilation[ax], pads[ax][0], out_size[ax], off)
                       for ax, off in ((0, a), (1, b)))
@@ -221,21 +250,21 @@ def skip_conv2d(x: torch.Tensor,
                     # A 1x1 kernel reads only the lattice's own pixels: subsample them (a quarter of the input,
                     # where a cropped view would be copied whole) and run a stride-1 conv.
                     rows, cols = (slice(p.crop, p.crop + p.step * (p.main - 1) + 1, p.step) for p in (ph, pw))
-                    pieces += conv(_window(x, rows, cols, memory_format=memory_format), (1, 1), 0,
+                    pieces += lattice_conv(_window(x, rows, cols, memory_format=memory_format), (1, 1), 0,
                                    ph.output_index(0, ph.main), pw.output_index(0, pw.main))
                 else:  # (x itself when nothing is cropped: a no-op slice still costs a full copy in backward)
                     inp = (_window(x, slice(ph.crop, None), slice(pw.crop, None), memory_format=memory_format)
                            if ph.crop or pw.crop else x)
-                    pieces += conv(inp, steps, (ph.pad, pw.pad), ph.output_index(0, ph.main),
+                    pieces += lattice_conv(inp, steps, (ph.pad, pw.pad), ph.output_index(0, ph.main),
                                    pw.output_index(0, pw.main))
             if ph.main < ph.count:  # bottom rows, full width
                 h0, h1, hl, hh = ph.strip(size[0], ph.main)
                 w0, w1, wl, wh = pw.strip(size[1], 0)
-                pieces += conv(_window(x, slice(h0, h1), slice(w0, w1), (wl, wh, hl, hh), memory_format), steps, 0,
+                pieces += lattice_conv(_window(x, slice(h0, h1), slice(w0, w1), (wl, wh, hl, hh), memory_format), steps, 0,
                                ph.output_index(ph.main, ph.count), pw.output_index(0, pw.count))
             if ph.main and pw.main < pw.count:  # right columns of the main rows
                 w0, w1, wl, wh = pw.strip(size[1], pw.main)
-                pieces += conv(_window(x, slice(ph.crop, None), slice(w0, w1), (wl, wh, 0, 0), memory_format),
+                pieces += lattice_conv(_window(x, slice(ph.crop, None), slice(w0, w1), (wl, wh, 0, 0), memory_format),
                                steps, (ph.pad, 0), ph.output_index(0, ph.main), pw.output_index(pw.main, pw.count))
     regions, parts = [p[0] for p in pieces], [p[1] for p in pieces]
     out_like = ((x.shape[0], out_channels) + out_size, parts[0].dtype if parts else x.dtype, x.device)
