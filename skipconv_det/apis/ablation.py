@@ -110,7 +110,7 @@ def _train_det(steps: Sequence[Step], seed: int, args, work_dir: str) -> Dict[st
 def _train_cls(steps: Sequence[Step], seed: int, args, work_dir: str) -> Dict[str, Any]:
     from mmengine.runner import Runner
 
-    from ..analysis import get_model_complexity, model_latency
+    from ..analysis import dummy_batch, get_model_complexity, model_latency
     from .cls_demo import cls_demo_config
 
     cfg = cls_demo_config('dense', args.cls_data_root, work_dir, depth=args.cls_depth, epochs=args.cls_epochs,
@@ -121,7 +121,7 @@ def _train_cls(steps: Sequence[Step], seed: int, args, work_dir: str) -> Dict[st
     runner.train()  # validates after the last epoch
     train_time = time.perf_counter() - start
     model = runner.model
-    inputs = torch.randn(1, 3, 32, 32)
+    inputs, _ = dummy_batch('mmpretrain', (32, 32))
     flops = get_model_complexity(model, inputs)['flops']['total']
     latency = model_latency(model, inputs, mode=None, warmup=3, repeats=args.latency_repeats)
     return dict(metrics={'top1': runner.message_hub.get_scalar('val/accuracy/top1').current()}, flops=flops,
