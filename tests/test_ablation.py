@@ -7,8 +7,9 @@ import torch
 from mmengine.config import Config
 
 from skipconv_det import SkipConv2d
-from skipconv_det.apis.ablation import (DET_VARIANTS, Step, _run_key, format_summary, parse_variant, run_ablation,
-                                        summarize, variant_model_cfg)
+from skipconv_det.apis.ablation import (DET_VARIANTS, Step, _run_key, format_summary, parse_variant, summarize,
+                                        variant_model_cfg)
+from skipconv_det.cli.ablation import run_ablation
 
 DENSE_DEMO = 'configs/demo/faster-rcnn_r18-w16-scratch_fpn_1xb8-6e_synthetic-coco.py'
 

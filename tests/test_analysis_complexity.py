@@ -5,8 +5,8 @@ import torch.nn as nn
 from mmengine.config import Config
 
 from skipconv_det import SkipConv2d, skip_mask
-from skipconv_det.analysis import (complexity, dummy_det_inputs, get_model_complexity, measure_latencies,
-                                   measure_latency, model_latency)
+from skipconv_det.analysis import (complexity, dummy_batch, get_model_complexity, measure_latencies, measure_latency,
+                                   model_latency)
 
 DEMO_DENSE = 'configs/demo/faster-rcnn_r18-w16-scratch_fpn_1xb8-6e_synthetic-coco.py'
 DEMO_SKIPCONV = 'configs/demo/faster-rcnn_r18-w16-scratch-skipconv_fpn_1xb8-6e_synthetic-coco.py'
@@ -119,7 +119,7 @@ def demo_models():
 def test_demo_detector_flops_per_component(demo_models):
     """On the demo's Faster R-CNN: the SkipConv backbone costs exactly its kept positions (about half the dense
     one), the FPN saves exactly its convs' skipped multiply-adds, and latency comes out in 'predict' mode."""
-    inputs, data_samples = dummy_det_inputs((128, 128))
+    inputs, data_samples = dummy_batch('mmdet', (128, 128))
     result = {name: get_model_complexity(model, inputs, data_samples) for name, model in demo_models.items()}
     dense, skip = result['dense']['flops'], result['skipconv']['flops']
     assert list(dense) == ['backbone', 'neck', 'rpn_head', 'roi_head', 'total']

@@ -11,7 +11,7 @@ import os
 # As in tools/demo.py: idle OpenMP threads sleep instead of spinning (set before torch loads).
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 
-from skipconv_det.apis.ablation import run_ablation  # noqa: E402
+from skipconv_det.cli.ablation import run_ablation  # noqa: E402
 
 if __name__ == '__main__':
     run_ablation()

@@ -13,7 +13,7 @@ number of CPU threads it ran on recorded beside it.
 """
 import statistics
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -21,32 +21,6 @@ from mmengine.analysis import FlopAnalyzer, parameter_count
 
 # Not a child module whose work a user asks about: it normalises and pads inputs before the forward.
 _SKIPPED_CHILDREN = ('data_preprocessor', )
-
-
-def dummy_det_inputs(shape: Tuple[int, int],
-                     batch_size: int = 1,
-                     device: str = 'cpu',
-                     seed: int = 0) -> Tuple[torch.Tensor, List[Any]]:
-    """A batch as a detector's data preprocessor hands it to the model, without a dataset.
-
-    Args:
-        shape (tuple[int, int]): Padded input (H, W).
-        batch_size (int): Images in the batch. Default: 1.
-        device (str): Device of the inputs. Default: 'cpu'.
-        seed (int): Seed of the random (already normalised) pixels. Default: 0.
-
-    Returns:
-        tuple[Tensor, list[DetDataSample]]: Inputs (N, 3, H, W) and data samples carrying only the metainfo
-        that ``predict`` and ``'tensor'`` forwards read (image, pad and batch shapes, unit scale factor).
-    """
-    from mmdet.structures import DetDataSample  # detection only; the rest of this module serves any model
-
-    height, width = shape
-    gen = torch.Generator().manual_seed(seed)
-    inputs = torch.randn(batch_size, 3, height, width, generator=gen).to(device)
-    meta = dict(img_shape=(height, width), ori_shape=(height, width), pad_shape=(height, width),
-                batch_input_shape=(height, width), scale_factor=(1.0, 1.0))
-    return inputs, [DetDataSample(metainfo=meta) for _ in range(batch_size)]
 
 
 class _TensorForward(nn.Module):
@@ -76,7 +50,7 @@ def get_model_complexity(model: nn.Module,
     Args:
         model (nn.Module): A built model: an mmdet detector, an mmpretrain classifier or any module.
         inputs (Tensor): The batch the model's ``forward`` gets (after the data preprocessor), e.g. from
-            :func:`dummy_det_inputs` or ``model.data_preprocessor(data_batch)['inputs']``.
+            :func:`~skipconv_det.analysis.dummy_batch` or ``model.data_preprocessor(data_batch)['inputs']``.
         data_samples (list, optional): Passed as ``forward(inputs, data_samples, mode='tensor')`` (an mmdet
             two-stage detector needs their metainfo to place proposals). If None, ``forward(inputs)`` is traced.
 

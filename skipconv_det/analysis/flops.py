@@ -8,7 +8,6 @@ the convolutions SkipConv really runs.
 import copy
 from typing import Any, Dict, Optional, Sequence, Tuple
 
-import torch
 import torch.nn as nn
 from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
@@ -16,7 +15,8 @@ from mmengine.registry import MODELS, init_default_scope
 from ..engine.checks import check_custom_imports
 from ..models.convert import convert_skipconv, revert_skipconv
 from ..ops.skip_conv import SkipConv2d
-from .complexity import dummy_det_inputs, get_model_complexity
+from .complexity import get_model_complexity
+from .dummy_data import dummy_batch
 
 
 def build_model_from_config(config: str, cfg_options: Optional[dict] = None) -> Tuple[nn.Module, str]:
@@ -44,13 +44,6 @@ def dense_and_skipconv_twins(model: nn.Module, **convert_kwargs) -> Tuple[nn.Mod
     return model, convert_skipconv(copy.deepcopy(model), **convert_kwargs)
 
 
-def example_inputs(scope: str, shape: Tuple[int, int]) -> Tuple[torch.Tensor, Any]:
-    """A preprocessed batch of one: detectors also need data samples with image metainfo."""
-    if scope == 'mmdet':
-        return dummy_det_inputs(shape)
-    return torch.randn(1, 3, *shape), None
-
-
 def compare_flops(config: str,
                   shape: Tuple[int, int],
                   cfg_options: Optional[dict] = None,
@@ -73,7 +66,7 @@ def compare_flops(config: str,
     model, lib_scope = build_model_from_config(config, cfg_options)
     dense, skip = dense_and_skipconv_twins(model, skip_pattern=skip_pattern, shift_channels=shift_channels,
                                            scope=scope)
-    inputs, data_samples = example_inputs(lib_scope, shape)
+    inputs, data_samples = dummy_batch(lib_scope, shape)
     result = dict(config=config, input_shape=list(inputs.shape))
     for name, net in (('dense', dense), ('skipconv', skip)):
         result[name] = get_model_complexity(net, inputs, data_samples)

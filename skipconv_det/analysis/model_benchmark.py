@@ -12,25 +12,9 @@ import torch.nn as nn
 
 from ..models.fuse import fuse_conv_bn
 from .complexity import measure_latencies, profile_calls
+from .dummy_data import dummy_batch
 from .flops import build_model_from_config, dense_and_skipconv_twins
 from .layer_benchmark import LAYOUTS
-
-
-def _detection_batch(model: nn.Module, shape: Tuple[int, int], device: str) -> Tuple[torch.Tensor, Any]:
-    """One preprocessed image with a few ground-truth boxes (the training step needs targets)."""
-    from mmdet.testing import demo_mm_inputs
-    data = demo_mm_inputs(batch_size=1, image_shapes=[(3, *shape)], num_items=[5], num_classes=80)
-    data = model.data_preprocessor(data, True)
-    return data['inputs'].to(device), [s.to(device) for s in data['data_samples']]
-
-
-def _classification_batch(shape: Tuple[int, int], device: str) -> Tuple[torch.Tensor, Any]:
-    from mmpretrain.structures import DataSample
-    return torch.randn(1, 3, *shape, device=device), [DataSample().set_gt_label(0)]
-
-
-def _batch(model: nn.Module, scope: str, shape: Tuple[int, int], device: str) -> Tuple[torch.Tensor, Any]:
-    return _detection_batch(model, shape, device) if scope == 'mmdet' else _classification_batch(shape, device)
 
 
 def _stages(model: nn.Module, inputs: torch.Tensor, samples: Any) -> Dict[str, Callable[[], Any]]:
@@ -62,7 +46,8 @@ def time_models(models: Dict[str, nn.Module], scope: str, shape: Tuple[int, int]
     and neck stages are also timed under ``torch.compile`` (inductor; compiled in the warm-up), as
     ``'<stage> compiled'``."""
     models = {name: model.to(device) for name, model in models.items()}
-    inputs, samples = _batch(next(iter(models.values())), scope, shape, device)
+    inputs, samples = dummy_batch(scope, shape, device=device,
+                                  data_preprocessor=next(iter(models.values())).data_preprocessor)
     results: Dict[str, Dict[str, Dict[str, float]]] = {name: {} for name in models}
 
     def record(stage, layout, calls):
@@ -167,7 +152,7 @@ def profile_model(config: str,
     """
     cuda, training = device.startswith('cuda'), stage == 'train step'
     models, lib_scope = _dense_and_skipconv(config, cfg_options, skip_pattern, shift_channels, scope)
-    inputs, samples = _batch(models['dense'].to(device), lib_scope, shape, device)
+    inputs, samples = dummy_batch(lib_scope, shape, device=device, data_preprocessor=models['dense'].data_preprocessor)
     x = inputs.contiguous(memory_format=LAYOUTS[layout])
     per_op: Dict[str, Dict[str, Tuple[float, float]]] = {}
     for name, model in models.items():

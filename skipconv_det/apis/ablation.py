@@ -1,5 +1,6 @@
 # Copyright (c) skipconv_det contributors. Licensed under the Apache License 2.0.
-"""The logic behind ``tools/ablation.py``: which SkipConv variants keep the dense model's accuracy, at what cost.
+"""The logic behind ``tools/ablation.py`` (run by :mod:`skipconv_det.cli.ablation`): which SkipConv variants keep
+the dense model's accuracy, at what cost.
 
 A variant is the dense demo model converted by one or more :func:`~skipconv_det.models.convert_skipconv` steps
 (which components, pattern, shift_channels, fill, layers left dense). Conversion happens when the model is built,
@@ -20,7 +21,6 @@ import time
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
-from mmengine.config import DictAction
 
 from ..models.convert import PREDICTION_LAYERS, skipconv_model_cfg
 from ..ops import FILLS, SKIP_PATTERNS
@@ -110,7 +110,7 @@ def _train_det(steps: Sequence[Step], seed: int, args, work_dir: str) -> Dict[st
 def _train_cls(steps: Sequence[Step], seed: int, args, work_dir: str) -> Dict[str, Any]:
     from mmengine.runner import Runner
 
-    from ..analysis import get_model_complexity, model_latency
+    from ..analysis import dummy_batch, get_model_complexity, model_latency
     from .cls_demo import cls_demo_config
 
     cfg = cls_demo_config('dense', args.cls_data_root, work_dir, depth=args.cls_depth, epochs=args.cls_epochs,
@@ -121,7 +121,7 @@ def _train_cls(steps: Sequence[Step], seed: int, args, work_dir: str) -> Dict[st
     runner.train()  # validates after the last epoch
     train_time = time.perf_counter() - start
     model = runner.model
-    inputs = torch.randn(1, 3, 32, 32)
+    inputs, _ = dummy_batch('mmpretrain', (32, 32))
     flops = get_model_complexity(model, inputs)['flops']['total']
     latency = model_latency(model, inputs, mode=None, warmup=3, repeats=args.latency_repeats)
     return dict(metrics={'top1': runner.message_hub.get_scalar('val/accuracy/top1').current()}, flops=flops,
@@ -190,40 +190,6 @@ def plot_summary(rows_by_task: Dict[str, List[Dict[str, Any]]], path: str) -> No
     plt.close(fig)
 
 
-def build_ablation_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description='Train SkipConv variants and their dense twin for several seeds on the demo sets; print mean ± '
-        'std of accuracy with GFLOPs and latency ratios, write JSON and a plot.')
-    parser.add_argument('--tasks', nargs='+', choices=list(VARIANTS), default=['det', 'cls'])
-    parser.add_argument('--det-variants', nargs='+', type=parse_variant, metavar='NAME[=SPEC]',
-                        help=f'detection variants (presets: {"; ".join(DET_VARIANTS)}; default: '
-                        f'{"; ".join(DEFAULT_VARIANTS["det"])})')
-    parser.add_argument('--cls-variants', nargs='+', type=parse_variant, metavar='NAME[=SPEC]',
-                        help=f'classification variants (presets: {"; ".join(CLS_VARIANTS)}; default: '
-                        f'{"; ".join(DEFAULT_VARIANTS["cls"])})')
-    parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
-    parser.add_argument('--work-dir', default='work_dirs/ablation')
-    parser.add_argument('--json', help='results file (default: WORK_DIR/ablation.json); runs in it are reused')
-    parser.add_argument('--plot', help='accuracy vs FLOPs PNG (default: WORK_DIR/ablation.png)')
-    parser.add_argument('--threads', type=int, help='torch CPU threads (default: one per core)')
-    parser.add_argument('--latency-repeats', type=int, default=10)
-    parser.add_argument('--no-train', action='store_true',
-                        help='train nothing: print the table and plot of the runs already in the JSON file')
-    det = parser.add_argument_group('detection demo (tools/demo.py)')
-    det.add_argument('--data-root', default='data/synthetic_coco')
-    det.add_argument('--num-train', type=int, default=600)
-    det.add_argument('--num-val', type=int, default=100)
-    det.add_argument('--cfg-options', nargs='+', action=DictAction, help='overrides of the detection config')
-    cls = parser.add_argument_group('classification demo (tools/cls_learning_demo.py)')
-    cls.add_argument('--cls-data-root', default='data/synthetic_cifar10')
-    cls.add_argument('--cls-depth', type=int, default=20)
-    cls.add_argument('--cls-epochs', type=int, default=12)
-    cls.add_argument('--cls-batch-size', type=int, default=64)
-    cls.add_argument('--cls-num-train', type=int, default=3000)
-    cls.add_argument('--cls-num-test', type=int, default=500)
-    return parser
-
-
 def _variants(task: str, chosen: Optional[List[Tuple[str, Tuple[Step, ...]]]]) -> Dict[str, Tuple[Step, ...]]:
     presets = VARIANTS[task]
     if not chosen:
@@ -236,11 +202,14 @@ def _variants(task: str, chosen: Optional[List[Tuple[str, Tuple[Step, ...]]]]) -
     return out
 
 
-def run_ablation(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    """Run the study from command-line arguments (see :func:`build_ablation_parser`); return the JSON content."""
-    args = build_ablation_parser().parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+def run_study(args: argparse.Namespace) -> Dict[str, Any]:
+    """Run the study: train each (task, variant, seed) the JSON file lacks (none with ``no_train``), then print
+    the tables and write the plot; return the JSON content.
+
+    Args:
+        args (argparse.Namespace): The arguments of ``tools/ablation.py``, from
+            :func:`~skipconv_det.cli.ablation.parse_ablation_args`.
+    """
     json_path = args.json or osp.join(args.work_dir, 'ablation.json')
     plot_path = args.plot or osp.join(args.work_dir, 'ablation.png')
     os.makedirs(osp.dirname(osp.abspath(json_path)), exist_ok=True)
@@ -302,4 +271,3 @@ def _prepare_data(task: str, args) -> None:
     else:
         from ..datasets.synthetic_cls import write_cifar
         write_cifar(args.cls_data_root, args.cls_num_train, args.cls_num_test, seed=0)
-
