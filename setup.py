@@ -37,7 +37,9 @@ setup(
     ],
     extras_require={
         'mmpretrain': ['mmpretrain>=1.0.0,<2.0.0'],
-        'tests': ['pytest', 'hypothesis'],
+        # ONNX export (tools/export_onnx.py, the benchmarks' --runtime onnxruntime).
+        'onnx': ['onnx', 'onnxscript', 'onnxruntime'],
+        'tests': ['pytest', 'hypothesis', 'onnx', 'onnxscript', 'onnxruntime'],
     },
     classifiers=[
         'License :: OSI Approved :: Apache Software License',

@@ -7,7 +7,8 @@
 
 The model is built from the config (``--checkpoint`` loads weights; otherwise it keeps its initialisation, which is
 enough to check the export and time it). With ``--skipconv`` a dense config's convs are converted first
-(prediction layers stay dense). The tool prints the largest absolute difference between onnxruntime's and
+(prediction layers stay dense). BatchNorm is folded into the convs first (exact for SkipConv too; ``--keep-bn``
+keeps it). The tool prints the largest absolute difference between onnxruntime's and
 PyTorch's outputs and fails when it exceeds ``--atol``.
 """
 import argparse
@@ -20,6 +21,7 @@ from ..analysis.dummy_data import dummy_batch
 from ..analysis.flops import build_model_from_config
 from ..apis.export_onnx import PARTS, ModelPart, export_onnx, max_abs_difference, onnx_op_counts, onnxruntime_session
 from ..models.convert import convert_skipconv
+from ..models.fuse import fuse_conv_bn
 from .args import add_cfg_options_arg, add_skipconv_args, conversion_kwargs, parse_skipconv_args
 
 
@@ -35,6 +37,9 @@ def parse_export_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--out', default=None, help='the .onnx file (default: work_dirs/<config name>.onnx)')
     parser.add_argument('--torchscript-exporter', action='store_true',
                         help='use torch.onnx\'s TorchScript exporter instead of the torch.export-based one')
+    parser.add_argument('--keep-bn', action='store_true',
+                        help='export BatchNorm layers as they are (default: fold them into the convs first, '
+                        'exactly, with skipconv_det.models.fuse_conv_bn)')
     parser.add_argument('--atol', type=float, default=1e-3, help='largest accepted difference from PyTorch')
     add_skipconv_args(parser)
     add_cfg_options_arg(parser)
@@ -52,6 +57,8 @@ def run_export(argv: Optional[List[str]] = None) -> dict:
         kwargs = conversion_kwargs(args)
         convert_skipconv(model, skip_pattern=kwargs['skip_pattern'], shift_channels=kwargs['shift_channels'],
                          scope=kwargs['scope'], fill=kwargs['fill'])
+    if not args.keep_bn:
+        fuse_conv_bn(model.eval())
     part = args.part or ('backbone+neck' if getattr(model, 'with_neck', False) else
                          'tensor' if scope == 'mmpretrain' else 'backbone')
     module = ModelPart(model.eval(), part)

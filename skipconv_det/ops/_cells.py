@@ -105,11 +105,12 @@ def _block_map(like: torch.Tensor, weight: BlockMap) -> torch.Tensor:
     ], dim=2)
 
 
-def _shifted(source: torch.Tensor, row_shift: int, col_shift: int, size: Tuple[int, int],
-             padded: Dict[int, torch.Tensor], padded_size: Tuple[int, int]) -> torch.Tensor:
-    """``source[r + row_shift, c + col_shift]`` for r, c of a cell of ``size``, 0 outside ``source``. A source
-    read beyond its edges is padded once (by one on every side, up to ``padded_size``), kept in ``padded``."""
-    (h, w), (sh, sw) = size, source.shape[2:]
+def _shifted(source: torch.Tensor, source_size: Tuple[int, int], row_shift: int, col_shift: int,
+             size: Tuple[int, int], padded: Dict[int, torch.Tensor], padded_size: Tuple[int, int]) -> torch.Tensor:
+    """``source[r + row_shift, c + col_shift]`` for r, c of a cell of ``size``, 0 outside ``source`` (of
+    ``source_size``). A source read beyond its edges is padded once (by one on every side, up to
+    ``padded_size``), kept in ``padded``."""
+    (h, w), (sh, sw) = size, source_size
     if 0 <= row_shift and row_shift + h <= sh and 0 <= col_shift and col_shift + w <= sw:
         return source[:, :, row_shift:row_shift + h, col_shift:col_shift + w]
     if id(source) not in padded:
@@ -127,7 +128,8 @@ def _filled_cell(fill: str, cell: Cell, kept: FrozenSet[Cell], computed: Dict[Ce
     for term in terms:
         total = None
         for source, row_shift, col_shift in term.sources:
-            part = _shifted(computed[source], row_shift, col_shift, size, padded, largest)
+            part = _shifted(computed[source], cell_size(out_size, source), row_shift, col_shift, size, padded,
+                            largest)
             total = part if total is None else total + part
         if isinstance(term.weight, tuple):
             total = total * _block_map(like, term.weight)
@@ -169,7 +171,7 @@ def assemble_from_cells(x: torch.Tensor, cell_conv, phases: Sequence, ranges: Se
                 part = computed.get(cell)
                 if part is None:
                     part = _filled_cell(fill, cell, kept, computed, like, channels, out_size, shift)
-                rows, cols = part.shape[2:]
+                rows, cols = cell_size(out_size, cell)
                 if (rows, cols) != (height, width):
                     part = F.pad(part, (0, width - cols, 0, height - rows))
             per_cell[cell].append(part)

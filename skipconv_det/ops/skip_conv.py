@@ -114,15 +114,14 @@ def _lattice_conv(inp: torch.Tensor, stride, padding, rows: slice, cols: slice, 
     return pieces
 
 
-def _cell_conv(x: torch.Tensor, conv, kernel, stride, dilation, pads, out_size, cell: Tuple[int, int],
+def _cell_conv(x: torch.Tensor, size, conv, kernel, stride, dilation, pads, out_size, cell: Tuple[int, int],
                channels: Tuple[int, int]) -> torch.Tensor:
     """Output ``channels`` at the positions of ``cell`` (i % 2, j % 2): one convolution with twice the stride,
     its window start moved by padding (a Pad before a Conv, which onnxruntime fuses) or, past the padding, by a
     crop; a 1x1 kernel reads just the cell's input pixels."""
     count = cell_size(out_size, cell)
     if kernel == (1, 1) and not any(p for axis in pads for p in axis):
-        inp = x[:, :, cell[0] * stride[0]::2 * stride[0], cell[1] * stride[1]::2 * stride[1]]
-        inp = inp[:, :, :count[0], :count[1]]
+        inp = x[:, :, cell[0] * stride[0]::2 * stride[0], cell[1] * stride[1]::2 * stride[1]]  # count x count
         parts = conv(inp, 1, 0, None, None, channels=channels)
     else:
         pad, crop = [], []
@@ -130,7 +129,7 @@ def _cell_conv(x: torch.Tensor, conv, kernel, stride, dilation, pads, out_size, 
             low = pads[ax][0] - cell[ax] * stride[ax]
             needed = (count[ax] - 1) * 2 * stride[ax] + dilation[ax] * (kernel[ax] - 1) + 1
             crop.append(max(0, -low))
-            pad.append((max(0, low), max(0, needed - max(0, low) - (x.shape[2 + ax] - crop[-1]))))
+            pad.append((max(0, low), max(0, needed - max(0, low) - (size[ax] - crop[-1]))))
         inp = x[:, :, crop[0]:, crop[1]:] if any(crop) else x
         if any(p for axis in pad for p in axis):
             inp = F.pad(inp, (*pad[1], *pad[0]))
@@ -227,7 +226,9 @@ def skip_conv2d(x: torch.Tensor,
                    memory_format=memory_format)
 
     if torch.onnx.is_in_onnx_export():
-        cell_conv = partial(_cell_conv, x, conv, kernel, stride, dilation, pads, out_size)
+        # A fixed-shape graph: plain ints, so that the TorchScript exporter records no shape arithmetic.
+        size, out_size = (tuple(int(n) for n in s) for s in (size, out_size))
+        cell_conv = partial(_cell_conv, x, size, conv, kernel, stride, dilation, pads, out_size)
         return assemble_from_cells(x, cell_conv, phases, ranges, fill, shift, out_size)
 
     if any(p for axis in pads for p in axis) and _pads_explicitly(x, weight):

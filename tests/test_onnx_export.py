@@ -1,0 +1,137 @@
+"""ONNX export of SkipConv: the cell assembly it exports equals the eager operator for every geometry and fill,
+onnxruntime reproduces PyTorch through both torch.onnx exporters with no scatter ops, and the export tool checks
+a config's model."""
+import itertools
+import random
+from unittest import mock
+
+import pytest
+import torch
+import torch.nn as nn
+
+from skipconv_det import SKIP_PATTERNS, SkipConv2d, skip_conv2d
+from skipconv_det.ops import FILLS
+
+pytest.importorskip('onnxruntime')
+pytest.importorskip('onnxscript')
+
+from skipconv_det.apis.export_onnx import (ModelPart, export_onnx, max_abs_difference,  # noqa: E402
+                                           onnx_op_counts, onnxruntime_session)
+
+
+def _exporting():
+    """What ``skip_conv2d`` sees inside torch.onnx.export, without exporting."""
+    return mock.patch('torch.onnx.is_in_onnx_export', return_value=True)
+
+
+def _geometries(count, seed):
+    """Random (kernel, stride, padding, dilation, groups, size) that give an output of at least 1x1."""
+    rng = random.Random(seed)
+    while count:
+        k, s, d, p, g = rng.choice([1, 3, 5]), rng.choice([1, 2]), rng.choice([1, 2]), rng.choice([0, 1, 2]), \
+            rng.choice([1, 2, 4])
+        h, w = rng.randint(1, 11), rng.randint(1, 11)
+        if min(h, w) + 2 * p - d * (k - 1) - 1 >= 0:
+            count -= 1
+            yield k, s, p, d, g, (h, w)
+
+
+@pytest.mark.parametrize('fill', FILLS)
+@pytest.mark.parametrize('shift_channels', [False, True])
+@pytest.mark.parametrize('pattern', SKIP_PATTERNS)
+def test_exported_assembly_equals_the_operator(pattern, shift_channels, fill):
+    gen = torch.Generator().manual_seed(0)
+    for k, s, p, d, g, (h, w) in _geometries(8, seed=hash((pattern, shift_channels, fill)) % 1000):
+        x = torch.randn(2, 8, h, w, generator=gen)
+        weight = torch.randn(4 * g, 8 // g, k, k, generator=gen)
+        bias, shift = torch.randn(4 * g, generator=gen), torch.randn(4 * g, generator=gen)
+        for b, sh in itertools.product((None, bias), (None, shift)):
+            args = (x, weight, b, s, p, d, g, pattern, shift_channels, fill, sh)
+            expected = skip_conv2d(*args)
+            with _exporting():
+                got = skip_conv2d(*args)
+            assert got.shape == expected.shape
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5,
+                                       msg=f'k={k} s={s} p={p} d={d} g={g} size={(h, w)} bias={b is not None} '
+                                       f'shift={sh is not None}')
+
+
+def test_exported_assembly_keeps_string_padding_and_padding_modes():
+    torch.manual_seed(0)
+    for layer in (SkipConv2d(4, 6, 3, padding='same'), SkipConv2d(4, 6, 3, padding=1, padding_mode='reflect'),
+                  SkipConv2d(4, 6, (3, 1), stride=(2, 1), padding=(1, 0), skip_pattern='row')):
+        x = torch.randn(1, 4, 9, 8)
+        with _exporting():
+            got = layer(x)
+        torch.testing.assert_close(got, layer(x))
+
+
+def _net(fill, pattern='checkerboard', shift_channels=False):
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        SkipConv2d(3, 8, 3, padding=1, bias=False, skip_pattern=pattern, shift_channels=shift_channels, fill=fill),
+        nn.BatchNorm2d(8), nn.ReLU(),
+        SkipConv2d(8, 8, 3, stride=2, padding=1, skip_pattern=pattern, shift_channels=shift_channels, fill=fill),
+        nn.ReLU(), SkipConv2d(8, 4, 1, skip_pattern=pattern, shift_channels=shift_channels, fill=fill))
+    net[1].running_mean.uniform_(-1, 1)
+    net[1].running_var.uniform_(0.5, 2)
+    return net.eval()
+
+
+class _Tuple(nn.Module):
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return (self.net(x), )
+
+
+@pytest.mark.parametrize('fill', FILLS)
+def test_onnxruntime_matches_pytorch_without_scatter(fill, tmp_path):
+    module, x = _Tuple(_net(fill, 'grid', True)), torch.randn(1, 3, 13, 10)
+    path = export_onnx(module, x, str(tmp_path / 'net.onnx'))
+    assert max_abs_difference(module, onnxruntime_session(path), x) < 1e-5
+    ops = onnx_op_counts(path)
+    assert ops.get('Conv', 0) >= 3 and not {'ScatterND', 'ScatterElements', 'Scatter'} & set(ops)
+
+
+def test_torchscript_exporter_matches_pytorch(tmp_path):
+    """The TorchScript exporter translated the eager assembly's in-place fills wrongly; the cell assembly has none."""
+    module, x = _Tuple(_net('linear')), torch.randn(1, 3, 12, 15)
+    path = export_onnx(module, x, str(tmp_path / 'net.onnx'), dynamo=False)
+    assert max_abs_difference(module, onnxruntime_session(path), x) < 1e-5
+
+
+def test_model_part_selects_and_refuses(mmdet_scope):
+    from mmdet.models.backbones import ResNet
+    from mmengine.registry import MODELS
+    detector = MODELS.build(
+        dict(type='RetinaNet', backbone=dict(type='ResNet', depth=18, num_stages=4, out_indices=(1, 2, 3)),
+             neck=dict(type='FPN', in_channels=[128, 256, 512], out_channels=16, start_level=0, num_outs=3),
+             bbox_head=dict(type='RetinaHead', num_classes=2, in_channels=16, feat_channels=16,
+                            anchor_generator=dict(type='AnchorGenerator', octave_base_scale=4, scales_per_octave=1,
+                                                  ratios=[1.0], strides=[8, 16, 32]),
+                            bbox_coder=dict(type='DeltaXYWHBBoxCoder'))))
+    x = torch.randn(1, 3, 64, 64)
+    assert [o.shape[1] for o in ModelPart(detector, 'backbone+neck')(x)] == [16, 16, 16]
+    assert [o.shape[1] for o in ModelPart(detector, 'backbone')(x)] == [128, 256, 512]
+    with pytest.raises(ValueError, match='no neck'):
+        ModelPart(nn.Module(), 'backbone+neck')
+    with pytest.raises(ValueError, match='Unknown part'):
+        ModelPart(ResNet(18), 'head')
+
+
+def test_export_tool_checks_onnxruntime(tmp_path, capsys):
+    from skipconv_det.cli.export_onnx import run_export
+    out = tmp_path / 'demo.onnx'
+    result = run_export([
+        'configs/demo/faster-rcnn_r18-w16-scratch_fpn_1xb8-6e_synthetic-coco.py', '--skipconv', '--fill', 'nearest',
+        '--shape', '64', '96', '--part', 'backbone', '--torchscript-exporter', '--out', str(out)
+    ])
+    assert out.exists() and result['part'] == 'backbone'
+    assert result['max_abs_difference'] < 1e-3
+    assert 'BatchNormalization' not in result['ops']  # folded first
+    assert 'ScatterND' not in result['ops']
+    assert f'{out}: backbone of' in capsys.readouterr().out
