@@ -135,3 +135,28 @@ def test_export_tool_checks_onnxruntime(tmp_path, capsys):
     assert 'BatchNormalization' not in result['ops']  # folded first
     assert 'ScatterND' not in result['ops']
     assert f'{out}: backbone of' in capsys.readouterr().out
+
+
+def test_layer_benchmark_times_onnxruntime():
+    from skipconv_det.analysis.layer_benchmark import benchmark_layer, format_layer_table
+    rows = benchmark_layer(8, 8, 12, 10, patterns=[('checkerboard', False, 'linear'), ('grid', True, 'zero')],
+                           runtime='onnxruntime', warmup=1, repeats=2)
+    assert [(r['skip_pattern'], r['fill']) for r in rows] == [('checkerboard', 'linear'), ('grid', 'zero')]
+    for r in rows:
+        assert list(r['dense_ms']) == list(r['skip_ms']) == ['onnxruntime']
+        assert r['speedup'] == pytest.approx(r['dense_ms']['onnxruntime'] / r['skip_ms']['onnxruntime'])
+    table = format_layer_table(rows)
+    assert 'dense onnxruntime ms' in table and 'NCHW' not in table
+    with pytest.raises(ValueError, match='inference'):
+        benchmark_layer(8, 8, 12, 10, runtime='onnxruntime', backward=True)
+
+
+def test_onnxruntime_timing_refuses_a_wrong_export(tmp_path):
+    from skipconv_det.analysis.onnxruntime_timing import onnxruntime_calls
+
+    class Random(nn.Module):  # a different output at every call: onnxruntime cannot match it
+        def forward(self, x):
+            return x + torch.rand_like(x) if torch.onnx.is_in_onnx_export() else x
+
+    with pytest.raises(RuntimeError, match='differs from PyTorch'):
+        onnxruntime_calls({'random': Random()}, torch.randn(1, 2, 4, 4))

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from ..ops.skip_conv import skip_conv2d, skip_density
 from .complexity import measure_latencies, profile_calls
+from .onnxruntime_timing import onnxruntime_calls
 
 # (channels, height, width) of the 3x3 convs in the four ResNet-50 stages (and the FPN outputs' 256-channel
 # levels) for an 800x1344 input.
@@ -40,6 +41,18 @@ def _dense_conv(stride: int, padding: int):
 def _skip_conv(stride: int, padding: int, pattern: str, shift: bool, fill: str = 'linear'):
     """``conv(x, weight, bias)``: the same layer as SkipConv."""
     return lambda x, w, b: skip_conv2d(x, w, b, stride, padding, 1, 1, pattern, shift, fill)
+
+
+class _ConvModule(torch.nn.Module):
+    """``conv(x, weight, bias)`` as a module holding its weight and bias (to export it)."""
+
+    def __init__(self, conv, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        super().__init__()
+        self.conv = conv
+        self.weight, self.bias = torch.nn.Parameter(weight.clone()), torch.nn.Parameter(bias.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x, self.weight, self.bias)
 
 
 def variant_label(pattern: str, shift: bool, fill: str) -> str:
@@ -74,8 +87,11 @@ def benchmark_layer(in_channels: int,
                     batch: int = 1,
                     device: str = 'cpu',
                     dtype: torch.dtype = torch.float32,
+                    runtime: str = 'torch',
                     **timing) -> List[dict]:
     """Time one layer shape: dense and each (pattern, shift_channels, fill), each in both layouts, in turns.
+    With ``runtime='onnxruntime'`` each is exported to ONNX and timed in onnxruntime instead (forward only, its
+    own layout: the column 'onnxruntime').
 
     Args:
         in_channels, out_channels, height, width, kernel_size, stride: The layer and its input size.
@@ -84,6 +100,7 @@ def benchmark_layer(in_channels: int,
         batch (int): Batch size. Default: 1.
         device (str): 'cpu' or 'cuda'. Default: 'cpu'.
         dtype (torch.dtype): Default: float32.
+        runtime (str): 'torch' or 'onnxruntime'. Default: 'torch'.
         **timing: ``warmup``, ``repeats``, ``num_threads`` of :func:`measure_latencies`.
 
     Returns:
@@ -94,14 +111,22 @@ def benchmark_layer(in_channels: int,
     padding = kernel_size // 2
     convs = {'dense': _dense_conv(stride, padding)}
     convs.update({variant: _skip_conv(stride, padding, *variant) for variant in map(tuple, patterns)})
-    # Every candidate in every layout (weight included, as model.to(memory_format=...) leaves it), timed in turns.
-    calls = {(name, layout): _conv_call(conv, x.contiguous(memory_format=fmt), weight.contiguous(memory_format=fmt),
-                                        bias, backward)
-             for name, conv in convs.items() for layout, fmt in LAYOUTS.items()}
+    if runtime == 'onnxruntime':
+        if backward or x.device.type != 'cpu':
+            raise ValueError('The onnxruntime benchmark times CPU inference: drop --backward and --device.')
+        layouts = ('onnxruntime', )
+        calls = onnxruntime_calls({(name, 'onnxruntime'): _ConvModule(conv, weight, bias)
+                                   for name, conv in convs.items()}, x, timing.get('num_threads'))
+    else:
+        # Every candidate in every layout (weight included, as model.to(memory_format=...) leaves it), in turns.
+        layouts = tuple(LAYOUTS)
+        calls = {(name, layout): _conv_call(conv, x.contiguous(memory_format=fmt),
+                                            weight.contiguous(memory_format=fmt), bias, backward)
+                 for name, conv in convs.items() for layout, fmt in LAYOUTS.items()}
     times = {key: t['median_ms'] for key, t in measure_latencies(calls, device=x.device, **timing).items()}
 
     def by_layout(name):
-        return {layout: times[name, layout] for layout in LAYOUTS}
+        return {layout: times[name, layout] for layout in layouts}
 
     dense = by_layout('dense')
     rows = []
@@ -164,18 +189,20 @@ def benchmark_layers(shapes: Iterable[Tuple[int, int, int, int]], kernel_size: i
 
 
 def format_layer_table(rows: List[dict]) -> str:
-    """A markdown table of :func:`benchmark_layer` rows."""
+    """A markdown table of :func:`benchmark_layer` rows (a column per layout, or one for onnxruntime)."""
+    layouts = list(rows[0]['dense_ms']) if rows else list(LAYOUTS)
+    names = {'nchw': 'NCHW', 'channels_last': 'CL', 'onnxruntime': 'onnxruntime'}
     lines = [
-        '| layer (Cin→Cout @ HxW, k, s) | pass | pattern | dense NCHW ms | dense CL ms | skip NCHW ms | skip CL ms '
-        '| speedup vs best dense | limit |', '|' + '---|' * 9
+        '| layer (Cin→Cout @ HxW, k, s) | pass | pattern | ' +
+        ' | '.join(f'{who} {names[layout]} ms' for who in ('dense', 'skip') for layout in layouts) +
+        ' | speedup vs best dense | limit |', '|' + '---|' * (5 + 2 * len(layouts))
     ]
     for r in rows:
         cin, cout, h, w = r['shape']
         pattern = variant_label(r['skip_pattern'], r['shift_channels'], r['fill'])
+        times = ' | '.join(f"{r[who][layout]:.1f}" for who in ('dense_ms', 'skip_ms') for layout in layouts)
         lines.append(f"| {cin}→{cout} @ {h}x{w}, {r['kernel_size']}x{r['kernel_size']}, s{r['stride']} "
-                     f"| {r['mode']} | {pattern} | {r['dense_ms']['nchw']:.1f} | {r['dense_ms']['channels_last']:.1f} "
-                     f"| {r['skip_ms']['nchw']:.1f} | {r['skip_ms']['channels_last']:.1f} "
-                     f"| ×{r['speedup']:.2f} | ×{r['limit']:.0f} |")
+                     f"| {r['mode']} | {pattern} | {times} | ×{r['speedup']:.2f} | ×{r['limit']:.0f} |")
     return '\n'.join(lines)
 
 
