@@ -3,7 +3,6 @@ onnxruntime reproduces PyTorch through both torch.onnx exporters with no scatter
 a config's model."""
 import itertools
 import random
-from unittest import mock
 
 import pytest
 import torch
@@ -11,17 +10,13 @@ import torch.nn as nn
 
 from skipconv_det import SKIP_PATTERNS, SkipConv2d, skip_conv2d
 from skipconv_det.ops import FILLS
+from skipconv_det.ops._cells import cell_assembly
 
 pytest.importorskip('onnxruntime')
 pytest.importorskip('onnxscript')
 
 from skipconv_det.apis.export_onnx import (ModelPart, export_onnx, max_abs_difference,  # noqa: E402
                                            onnx_op_counts, onnxruntime_session)
-
-
-def _exporting():
-    """What ``skip_conv2d`` sees inside torch.onnx.export, without exporting."""
-    return mock.patch('torch.onnx.is_in_onnx_export', return_value=True)
 
 
 def _geometries(count, seed):
@@ -48,7 +43,7 @@ def test_exported_assembly_equals_the_operator(pattern, shift_channels, fill):
         for b, sh in itertools.product((None, bias), (None, shift)):
             args = (x, weight, b, s, p, d, g, pattern, shift_channels, fill, sh)
             expected = skip_conv2d(*args)
-            with _exporting():
+            with cell_assembly():
                 got = skip_conv2d(*args)
             assert got.shape == expected.shape
             torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5,
@@ -61,7 +56,7 @@ def test_exported_assembly_keeps_string_padding_and_padding_modes():
     for layer in (SkipConv2d(4, 6, 3, padding='same'), SkipConv2d(4, 6, 3, padding=1, padding_mode='reflect'),
                   SkipConv2d(4, 6, (3, 1), stride=(2, 1), padding=(1, 0), skip_pattern='row')):
         x = torch.randn(1, 4, 9, 8)
-        with _exporting():
+        with cell_assembly():
             got = layer(x)
         torch.testing.assert_close(got, layer(x))
 

@@ -8,6 +8,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
+from ..ops._cells import cell_assembly
 from ..ops.skip_conv import skip_conv2d, skip_density
 from .complexity import measure_latencies, profile_calls
 from .onnxruntime_timing import onnxruntime_calls
@@ -41,6 +42,16 @@ def _dense_conv(stride: int, padding: int):
 def _skip_conv(stride: int, padding: int, pattern: str, shift: bool, fill: str = 'linear'):
     """``conv(x, weight, bias)``: the same layer as SkipConv."""
     return lambda x, w, b: skip_conv2d(x, w, b, stride, padding, 1, 1, pattern, shift, fill)
+
+
+def _in_cell_assembly(conv):
+    """``conv`` with SkipConv's output assembled from cells, as exported to ONNX."""
+
+    def call(*args):
+        with cell_assembly():
+            return conv(*args)
+
+    return call
 
 
 class _ConvModule(torch.nn.Module):
@@ -100,7 +111,7 @@ def benchmark_layer(in_channels: int,
         batch (int): Batch size. Default: 1.
         device (str): 'cpu' or 'cuda'. Default: 'cpu'.
         dtype (torch.dtype): Default: float32.
-        runtime (str): 'torch' or 'onnxruntime'. Default: 'torch'.
+        runtime (str): 'torch', 'torch-cells' or 'onnxruntime'. Default: 'torch'.
         **timing: ``warmup``, ``repeats``, ``num_threads`` of :func:`measure_latencies`.
 
     Returns:
@@ -120,6 +131,8 @@ def benchmark_layer(in_channels: int,
     else:
         # Every candidate in every layout (weight included, as model.to(memory_format=...) leaves it), in turns.
         layouts = tuple(LAYOUTS)
+        if runtime == 'torch-cells':
+            convs = {name: conv if name == 'dense' else _in_cell_assembly(conv) for name, conv in convs.items()}
         calls = {(name, layout): _conv_call(conv, x.contiguous(memory_format=fmt),
                                             weight.contiguous(memory_format=fmt), bias, backward)
                  for name, conv in convs.items() for layout, fmt in LAYOUTS.items()}

@@ -11,6 +11,8 @@ import torch.nn as nn
 from ..apis.export_onnx import export_onnx, max_abs_difference, onnxruntime_session, run_onnxruntime
 
 RUNTIMES = ('torch', 'onnxruntime')
+# For layers also SkipConv in PyTorch with the assembly it exports.
+LAYER_RUNTIMES = ('torch', 'torch-cells', 'onnxruntime')
 
 
 def onnxruntime_calls(modules: Dict[Hashable, nn.Module],

@@ -18,7 +18,7 @@ import torch
 
 from ..analysis.layer_benchmark import SHAPE_PRESETS, benchmark_layers, format_layer_table, plot_speedups, profile_layer
 from ..analysis.model_benchmark import benchmark_model, format_model_table, profile_model
-from ..analysis.onnxruntime_timing import RUNTIMES
+from ..analysis.onnxruntime_timing import LAYER_RUNTIMES, RUNTIMES
 from ..ops import FILLS, SKIP_PATTERNS
 from .args import add_cfg_options_arg, add_conversion_args, conversion_kwargs
 
@@ -53,8 +53,9 @@ def parse_benchmark_args(argv: Optional[List[str]] = None) -> argparse.Namespace
                        help="skip patterns, '+shift' for shift_channels, '/FILL' for the fill (default: "
                        "checkerboard grid+shift, fill linear), e.g. checkerboard/zero checkerboard/nearest")
     layer.add_argument('--backward', action='store_true', help='time forward + backward')
-    layer.add_argument('--runtime', choices=RUNTIMES, default='torch',
-                       help='time in PyTorch (both layouts) or exported to ONNX in onnxruntime (CPU, forward)')
+    layer.add_argument('--runtime', choices=LAYER_RUNTIMES, default='torch',
+                       help='time in PyTorch (both layouts), exported to ONNX in onnxruntime (CPU, forward), or in '
+                       'PyTorch with the cell assembly SkipConv exports (torch-cells)')
     layer.add_argument('--batch', type=int, default=1)
     layer.add_argument('--plot', help='save a PNG of speedup vs the density limit per layer')
     layer.add_argument('--profile', choices=['nchw', 'channels_last'],

@@ -9,6 +9,7 @@ writes into a view, so the exported graph holds convolutions, slices, adds and c
 well, not ``ScatterND`` with index tensors (and the TorchScript exporter, which mistranslates the in-place fills
 of the eager assembly, has nothing in place to translate).
 """
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Dict, FrozenSet, List, NamedTuple, Optional, Sequence, Tuple, Union
 
@@ -18,6 +19,24 @@ import torch.nn.functional as F
 from .fill import Cell, _axis_groups, _sources, kept_cells_of
 
 _CELLS = ((0, 0), (0, 1), (1, 0), (1, 1))
+_forced = False
+
+
+@contextmanager
+def cell_assembly():
+    """Within it, SkipConv assembles its output from cells in eager mode too (as when exported to ONNX): to
+    compare the two assemblies, and to test the exported one without exporting."""
+    global _forced
+    previous, _forced = _forced, True
+    try:
+        yield
+    finally:
+        _forced = previous
+
+
+def assembles_from_cells() -> bool:
+    """Whether SkipConv's output is assembled from cells: under ONNX export, or in :func:`cell_assembly`."""
+    return _forced or torch.onnx.is_in_onnx_export()
 
 
 def cell_size(out_size: Tuple[int, int], cell: Cell) -> Tuple[int, int]:

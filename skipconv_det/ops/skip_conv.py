@@ -23,7 +23,7 @@ from torch.nn.modules.utils import _pair
 
 from ._autograd import _Scatter, _scatter, _window
 from ._layout import _suggested_memory_format
-from ._cells import assemble_from_cells, cell_size
+from ._cells import assemble_from_cells, assembles_from_cells, cell_size
 from ._torch_compat import _conv2d
 from .fill import check_fill, fill_regions, kept_cells_of
 from .lattice import IntOrPair, _channel_blocks, _plan_axis, _resolve_padding, _skipped_cells, _split_ranges
@@ -225,7 +225,7 @@ def skip_conv2d(x: torch.Tensor,
     conv = partial(_lattice_conv, weight=weight, bias=bias, dilation=dilation, groups=groups,
                    memory_format=memory_format)
 
-    if torch.onnx.is_in_onnx_export():
+    if assembles_from_cells():
         # A fixed-shape graph: plain ints, so that the TorchScript exporter records no shape arithmetic.
         size, out_size = (tuple(int(n) for n in s) for s in (size, out_size))
         cell_conv = partial(_cell_conv, x, size, conv, kernel, stride, dilation, pads, out_size)
