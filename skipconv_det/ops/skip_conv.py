@@ -23,6 +23,7 @@ from torch.nn.modules.utils import _pair
 
 from ._autograd import _Scatter, _scatter, _window
 from ._layout import _suggested_memory_format
+from ._saved import InputCopies
 from ._torch_compat import _conv2d
 from .fill import check_fill, fill_regions, kept_cells_of
 from .lattice import IntOrPair, _channel_blocks, _plan_axis, _resolve_padding, _skipped_cells, _split_ranges
@@ -97,9 +98,10 @@ def skip_mask(skip_pattern: str,
 
 def _lattice_conv(inp: torch.Tensor, stride, padding, rows: slice, cols: slice, *, weight: torch.Tensor,
                   bias: Optional[torch.Tensor], dilation, groups: int, channels: Tuple[int, int],
-                  memory_format: torch.memory_format) -> List[Tuple[tuple, torch.Tensor]]:
+                  memory_format: torch.memory_format, copies: InputCopies) -> List[Tuple[tuple, torch.Tensor]]:
     """Output ``channels`` (c0, c1) at output positions ``rows`` x ``cols`` (a lattice's slices) computed from
-    ``inp``: ``[(region of the output, result)]``, one per block of :func:`~.lattice._channel_blocks`."""
+    ``inp``: ``[(region of the output, result)]``, one per block of :func:`~.lattice._channel_blocks`. Autograd
+    keeps ``inp`` as its recipe if it is one of ``copies``."""
     out_channels, in_channels = weight.shape[0], weight.shape[1] * groups
     pieces = []
     for o0, o1, i0, i1, g in _channel_blocks(*channels, out_channels, in_channels, groups):
@@ -108,7 +110,9 @@ def _lattice_conv(inp: torch.Tensor, stride, padding, rows: slice, cols: slice, 
             # A channel slice (grouped blocks) or a strided input is copied here, in the output's layout: oneDNN
             # would copy it anyway. (Crops, subsamplings and strips come from _window already laid out.)
             part = part.contiguous(memory_format=memory_format)
-        result = _conv2d(part, weight[o0:o1], None if bias is None else bias[o0:o1], stride, padding, dilation, g)
+        with copies.saved_as_recipes():
+            result = _conv2d(part, weight[o0:o1], None if bias is None else bias[o0:o1], stride, padding, dilation,
+                             g)
         pieces.append(((slice(None), slice(o0, o1), rows, cols), result))
     return pieces
 
@@ -188,9 +192,10 @@ def skip_conv2d(x: torch.Tensor,
     if min(out_size) < 1:
         raise ValueError(f'SkipConv: input of spatial size {size} with padding {padding} is smaller than the '
                          f'dilated kernel {kernel} (dilation {dilation}); pad it or use a smaller kernel.')
+    copies = InputCopies(x, weight, bias)  # the copies of x that lattices read, kept for backward as recipes
     if any(p for axis in pads for p in axis) and _pads_explicitly(x, weight):
         # Every lattice then fits in the padded input and is a single convolution (of a cropped view).
-        x = F.pad(x, (*pads[1], *pads[0]))
+        x = copies.make(F.pad, x, (*pads[1], *pads[0]))
         size, pads = tuple(x.shape[2:]), ((0, 0), (0, 0))
 
     phases = _PHASES[skip_pattern]
@@ -209,7 +214,7 @@ def skip_conv2d(x: torch.Tensor,
         if ranges[phase][1] <= ranges[phase][0]:
             continue  # no channel keeps this phase
         conv = partial(_lattice_conv, weight=weight, bias=bias, dilation=dilation, groups=groups,
-                       channels=ranges[phase], memory_format=memory_format)
+                       channels=ranges[phase], memory_format=memory_format, copies=copies)
         for a, b in lattices:
             ph, pw = (_plan_axis(size[ax], kernel[ax], stride[ax], dilation[ax], pads[ax][0], out_size[ax], off)
                       for ax, off in ((0, a), (1, b)))
@@ -221,22 +226,23 @@ def skip_conv2d(x: torch.Tensor,
                     # A 1x1 kernel reads only the lattice's own pixels: subsample them (a quarter of the input,
                     # where a cropped view would be copied whole) and run a stride-1 conv.
                     rows, cols = (slice(p.crop, p.crop + p.step * (p.main - 1) + 1, p.step) for p in (ph, pw))
-                    pieces += conv(_window(x, rows, cols, memory_format=memory_format), (1, 1), 0,
+                    pieces += conv(copies.make(_window, x, rows, cols, (0, 0, 0, 0), memory_format), (1, 1), 0,
                                    ph.output_index(0, ph.main), pw.output_index(0, pw.main))
                 else:  # (x itself when nothing is cropped: a no-op slice still costs a full copy in backward)
-                    inp = (_window(x, slice(ph.crop, None), slice(pw.crop, None), memory_format=memory_format)
-                           if ph.crop or pw.crop else x)
+                    inp = (copies.make(_window, x, slice(ph.crop, None), slice(pw.crop, None), (0, 0, 0, 0),
+                                       memory_format) if ph.crop or pw.crop else x)
                     pieces += conv(inp, steps, (ph.pad, pw.pad), ph.output_index(0, ph.main),
                                    pw.output_index(0, pw.main))
             if ph.main < ph.count:  # bottom rows, full width
                 h0, h1, hl, hh = ph.strip(size[0], ph.main)
                 w0, w1, wl, wh = pw.strip(size[1], 0)
-                pieces += conv(_window(x, slice(h0, h1), slice(w0, w1), (wl, wh, hl, hh), memory_format), steps, 0,
-                               ph.output_index(ph.main, ph.count), pw.output_index(0, pw.count))
+                strip = copies.make(_window, x, slice(h0, h1), slice(w0, w1), (wl, wh, hl, hh), memory_format)
+                pieces += conv(strip, steps, 0, ph.output_index(ph.main, ph.count), pw.output_index(0, pw.count))
             if ph.main and pw.main < pw.count:  # right columns of the main rows
                 w0, w1, wl, wh = pw.strip(size[1], pw.main)
-                pieces += conv(_window(x, slice(ph.crop, None), slice(w0, w1), (wl, wh, 0, 0), memory_format),
-                               steps, (ph.pad, 0), ph.output_index(0, ph.main), pw.output_index(pw.main, pw.count))
+                strip = copies.make(_window, x, slice(ph.crop, None), slice(w0, w1), (wl, wh, 0, 0), memory_format)
+                pieces += conv(strip, steps, (ph.pad, 0), ph.output_index(0, ph.main),
+                               pw.output_index(pw.main, pw.count))
     regions, parts = [p[0] for p in pieces], [p[1] for p in pieces]
     out_like = ((x.shape[0], out_channels) + out_size, parts[0].dtype if parts else x.dtype, x.device)
     fills, skipped = (), ()
