@@ -44,7 +44,18 @@ def test_model_ratio_is_best_skip_layout_over_best_dense_layout(monkeypatch):
                  skipconv={'inference': {'nchw': 6.0, 'channels_last': 4.0}})
     monkeypatch.setattr(model_benchmark, '_dense_and_skipconv', lambda *args: ({}, 'mmpretrain'))
     monkeypatch.setattr(model_benchmark, 'time_models', lambda *args, **kwargs: times)
-    assert benchmark_model(CIFAR_RESNET, (16, 16))['ratio'] == {'inference': 0.5}
+    assert benchmark_model(CIFAR_RESNET, (16, 16), memory=False)['ratio'] == {'inference': 0.5}
+
+
+def test_model_memory_ratio_is_best_skip_layout_over_best_dense_layout(monkeypatch):
+    peaks = dict(dense={'train step': {'nchw': 4 << 30, 'channels_last': 5 << 30}},
+                 skipconv={'train step': {'nchw': 7 << 30, 'channels_last': 6 << 30}})
+    monkeypatch.setattr(model_benchmark, '_dense_and_skipconv', lambda *args: ({}, 'mmpretrain'))
+    monkeypatch.setattr(model_benchmark, 'time_models', lambda *args, **kwargs: dict(dense={}, skipconv={}))
+    monkeypatch.setattr(model_benchmark, 'measure_models_memory', lambda *args, **kwargs: dict(peaks))
+    result = benchmark_model(CIFAR_RESNET, (16, 16))
+    assert result['memory']['ratio'] == {'train step': 1.5}
+    assert '| train step | 4.000 | 5.000 | 7.000 | 6.000 | 1.50× |' in format_model_table(result)
 
 
 def test_profile_layer_shows_the_ops_of_both():
@@ -64,8 +75,17 @@ def test_benchmark_model_times_both_models_per_stage_and_layout():
         assert all(set(result[name][stage]) == {'nchw', 'channels_last'} for stage in stages)
     assert result['ratio']['inference'] == (min(result['skipconv']['inference'].values()) /
                                             min(result['dense']['inference'].values()))
+    memory = result['memory']
+    for name in ('dense', 'skipconv'):  # at least ResNet-56's 0.86 M float32 parameters, in both layouts
+        assert list(memory[name]) == ['inference', 'train step']
+        inference, train = memory[name]['inference'], memory[name]['train step']
+        assert set(inference) == set(train) == {'nchw', 'channels_last'}
+        assert all(4 * 0.86e6 < inference[layout] < train[layout] for layout in inference)
+    assert memory['ratio']['train step'] == (min(memory['skipconv']['train step'].values()) /
+                                             min(memory['dense']['train step'].values()))
     table = format_model_table(result)
-    assert table.count('\n| ') == 1 + len(stages) and '@ 16x16, cpu' in table
+    assert table.count('\n| ') == (1 + len(stages)) + (1 + len(memory['ratio'])) and '@ 16x16, cpu' in table
+    assert '\nMem (GB)' in table
     json.dumps(result)  # what --json writes
 
 
@@ -97,4 +117,5 @@ def test_benchmark_model_compiled_rows_are_against_the_best_dense(monkeypatch):
 def test_benchmark_model_with_bn_folded():
     result = benchmark_model(CIFAR_RESNET, (16, 16), fuse_bn=True, warmup=0, repeats=1)
     assert result['fuse_bn'] and 'train step' not in result['dense']  # folded models are for inference
+    assert list(result['memory']['ratio']) == ['inference']
     assert 'BN folded' in format_model_table(result)

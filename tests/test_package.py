@@ -24,7 +24,7 @@ import os, sys
 library = {library!r}
 sys.modules[library] = None
 import importlib, torch
-from mmengine.registry import HOOKS, LOOPS, MODELS, DefaultScope
+from mmengine.registry import HOOKS, LOOPS, MODELS, OPTIM_WRAPPERS, DefaultScope
 from mmengine.runner.checkpoint import CheckpointLoader
 # What the libraries themselves change when imported is theirs (mmdet.models sets TORCHINDUCTOR_CACHE_DIR).
 for module in ('mmdet.models', 'mmpretrain.models', 'mmpretrain.datasets'):
@@ -39,6 +39,7 @@ import skipconv_det
 # Registered: on the root registries, and on each installed library's own.
 assert MODELS.get('SkipConv') is skipconv_det.SkipConv2d and MODELS.get('SkipConvModel') is not None
 assert LOOPS.get('ResumableEpochBasedTrainLoop') is not None and HOOKS.get('RandomStateHook') is not None
+assert OPTIM_WRAPPERS.get('CPUAmpOptimWrapper') is not None
 if library != 'mmdet':
     import mmdet.registry
     assert mmdet.registry.MODELS.get('ConvCfgRPNHead') is not None

@@ -1,5 +1,5 @@
 """tools/train.py, tools/test.py and torchrun on a tiny generated COCO-format set: --skipconv on a dense config,
-an interrupted run resumed with --resume, COCO evaluation with --out, and two CPU processes with gloo."""
+an interrupted run resumed with --resume, COCO evaluation with --out, two CPU processes with gloo, and --amp."""
 import os
 import os.path as osp
 import pickle
@@ -8,14 +8,16 @@ import socket
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.device import get_device
 from mmengine.registry import MODELS
 
 from skipconv_det import SkipConv2d
 from skipconv_det.cli.test import parse_test_args
-from skipconv_det.cli.train import parse_train_args
+from skipconv_det.cli.train import parse_train_args, run_train
 from skipconv_det.datasets import SYNTHETIC_COCO_CLASSES, generate_synthetic_coco
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -138,6 +140,35 @@ def test_torchrun_two_cpu_processes(tiny_configs, tmp_path):
     assert 'Distributed training: True' in log and 'GPU number: 2' in log
     assert 'Epoch(train) [1][2/2]' in log  # 8 images, 2 per process, 2 processes
     assert osp.isfile(tmp_path / 'epoch_1.pth')
+
+
+@pytest.mark.e2e
+def test_amp_trains_skipconv_in_mixed_precision(tiny_configs, tmp_path):
+    """--amp: the SkipConvs run under autocast (bfloat16 on the CPU, float16 on CUDA), the weights stay float32,
+    and the losses stay finite and fall from where the untrained model starts."""
+    cpu = get_device() == 'cpu'
+    dtypes = set()
+
+    def record(module, args, out):
+        if isinstance(module, SkipConv2d) and module.training:
+            dtypes.add(out.dtype)
+
+    hook = torch.nn.modules.module.register_module_forward_hook(record)
+    try:
+        # A constant lr (no warm-up) so that 12 steps learn something.
+        runner = run_train([tiny_configs['skipconv'], '--amp', '--work-dir', str(tmp_path), '--cfg-options',
+                            'train_cfg.max_epochs=3', 'param_scheduler.0.start_factor=1.0'])
+    finally:
+        hook.remove()
+    assert type(runner.optim_wrapper).__name__ == ('CPUAmpOptimWrapper' if cpu else 'AmpOptimWrapper')
+    assert dtypes == {torch.bfloat16 if cpu else torch.float16}
+    assert all(p.dtype == torch.float32 for p in runner.model.parameters())
+    losses = runner.message_hub.get_scalar('train/loss').data[0]
+    assert len(losses) == 12 and np.isfinite(losses).all()
+    assert losses[-4:].mean() < 0.75 * losses[0], losses  # the last epoch against the untrained model
+    dumped = Config.fromfile(osp.join(str(tmp_path), 'tiny_skipconv.py'))  # rebuilds with the same wrapper
+    assert dumped.optim_wrapper.type == runner.cfg.optim_wrapper.type
+    assert 'skipconv_det' in dumped.custom_imports.imports
 
 
 @pytest.mark.parametrize('parse,argv', [

@@ -4,8 +4,12 @@ Each model runs in NCHW and in channels_last and the faster layout counts, as in
 SkipConv are called in turns (see :func:`~skipconv_det.analysis.measure_latencies`). The stages
 are nested prefixes of the forward (backbone, backbone + neck, full inference with post-processing), so the
 time of each component is the difference of two rows.
+
+Memory is measured apart from the timing, one call of each model per stage and layout (see
+:func:`~skipconv_det.analysis.memory.peak_memory`): inference and the training step, each as the model's
+parameters and buffers plus the most the call allocates at once on top of them.
 """
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -15,6 +19,7 @@ from .complexity import measure_latencies, profile_calls
 from .dummy_data import dummy_batch
 from .flops import build_model_from_config, dense_and_skipconv_twins
 from .layer_benchmark import LAYOUTS
+from .memory import peak_memory
 
 
 def _stages(model: nn.Module, inputs: torch.Tensor, samples: Any) -> Dict[str, Callable[[], Any]]:
@@ -29,12 +34,12 @@ def _stages(model: nn.Module, inputs: torch.Tensor, samples: Any) -> Dict[str, C
 def _train_step(model: nn.Module, inputs: torch.Tensor, samples: Any) -> Callable[[], None]:
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-6)
 
-    def step():
+    def step():  # in mmengine's OptimWrapper.update_params order: no gradients are held between steps
         losses = model(inputs, samples, mode='loss')
         loss, _ = model.parse_losses(losses)
-        optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        optimizer.zero_grad()
 
     return step
 
@@ -77,6 +82,32 @@ def time_models(models: Dict[str, nn.Module], scope: str, shape: Tuple[int, int]
 COMPILED_STAGES = ('backbone', 'backbone+neck')
 
 
+def _model_bytes(model: nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+
+
+def measure_models_memory(models: Dict[str, nn.Module], scope: str, shape: Tuple[int, int], device: str = 'cpu',
+                          train: bool = True) -> Dict[str, Dict[str, Dict[str, int]]]:
+    """Peak memory in bytes of inference (and a training step) of each model in each memory layout:
+    ``{model: {stage: {layout: bytes}}}``. A model's peak is its parameters and buffers plus what the call
+    allocates at once on top of them (:func:`~skipconv_det.analysis.memory.peak_memory`), so models that share a
+    device do not count each other."""
+    models = {name: model.to(device) for name, model in models.items()}
+    inputs, samples = _batch(next(iter(models.values())), scope, shape, device)
+    results: Dict[str, Dict[str, Dict[str, int]]] = {name: {} for name in models}
+    for layout, memory_format in LAYOUTS.items():
+        x = inputs.contiguous(memory_format=memory_format)
+        for name, model in models.items():
+            model.to(memory_format=memory_format).eval()
+            with torch.no_grad():
+                peak = peak_memory(_stages(model, x, samples)['inference'], device)
+            results[name].setdefault('inference', {})[layout] = _model_bytes(model) + peak
+            if train:
+                peak = peak_memory(_train_step(model.train(), x, samples), device)
+                results[name].setdefault('train step', {})[layout] = _model_bytes(model) + peak
+    return results
+
+
 def _dense_and_skipconv(config, cfg_options, skip_pattern, shift_channels, scope):
     """``({'dense': model, 'skipconv': model}, library scope)``: a config's model and its twin."""
     model, lib_scope = build_model_from_config(config, cfg_options)
@@ -95,8 +126,10 @@ def benchmark_model(config: str,
                     scope: Optional[Sequence[str]] = None,
                     fuse_bn: bool = False,
                     compile: bool = False,
+                    memory: bool = True,
                     **timing) -> Dict[str, Any]:
-    """Dense vs SkipConv timing of a config's model (see :func:`time_models`), with best-layout ratios.
+    """Dense vs SkipConv timing of a config's model (see :func:`time_models`), with best-layout ratios, and with
+    ``memory`` their peak memory under ``'memory'`` (see :func:`measure_models_memory`), ratios likewise.
     ``fuse_bn`` folds every BN into the conv before it in both models first (inference only, as deployed)."""
     models, lib_scope = _dense_and_skipconv(config, cfg_options, skip_pattern, shift_channels, scope)
     if fuse_bn:
@@ -114,6 +147,11 @@ def benchmark_model(config: str,
         stage: min(result['skipconv'][stage].values()) / best_dense[stage.replace(' compiled', '')]
         for stage in result['dense']
     }
+    if memory:
+        peaks = measure_models_memory(models, lib_scope, shape, device, train)
+        peaks['ratio'] = {stage: min(peaks['skipconv'][stage].values()) / min(peaks['dense'][stage].values())
+                          for stage in peaks['dense']}
+        result['memory'] = peaks
     return result
 
 
@@ -130,7 +168,23 @@ def format_model_table(result: Dict[str, Any]) -> str:
         skip = result['skipconv'][stage]
         lines.append(f"| {stage} | {dense['nchw']:.0f} | {dense['channels_last']:.0f} | {skip['nchw']:.0f} "
                      f"| {skip['channels_last']:.0f} | {result['ratio'][stage]:.2f}× |")
+    if 'memory' in result:
+        lines += _memory_table(result['memory'])
     return '\n'.join(lines)
+
+
+def _memory_table(memory: Dict[str, Any]) -> List[str]:
+    gb = 2**30  # mmdet's logger and model zoo divide by 1024**3 too
+    lines = [
+        '', 'Mem (GB): parameters and buffers + peak of what the call allocates (skipconv_det.analysis.memory)',
+        '| stage | dense NCHW | dense CL | SkipConv NCHW | SkipConv CL | SkipConv / dense (best layouts) |',
+        '|---|---|---|---|---|---|'
+    ]
+    for stage, dense in memory['dense'].items():
+        skip = memory['skipconv'][stage]
+        lines.append(f"| {stage} | {dense['nchw'] / gb:.3f} | {dense['channels_last'] / gb:.3f} "
+                     f"| {skip['nchw'] / gb:.3f} | {skip['channels_last'] / gb:.3f} | {memory['ratio'][stage]:.2f}× |")
+    return lines
 
 
 def profile_model(config: str,

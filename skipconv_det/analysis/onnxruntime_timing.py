@@ -3,12 +3,13 @@
 PyTorch, and handed to :func:`~.complexity.measure_latencies` as calls of their sessions."""
 import os
 import tempfile
-from typing import Callable, Dict, Hashable, Optional
+from typing import Callable, Dict, Hashable, Optional, Sequence
 
 import torch
 import torch.nn as nn
 
-from ..apis.export_onnx import export_onnx, max_abs_difference, onnxruntime_session, run_onnxruntime
+from ..apis.export_onnx import ModelPart, export_onnx, max_abs_difference, onnxruntime_session, run_onnxruntime
+from .complexity import measure_latencies
 
 RUNTIMES = ('torch', 'onnxruntime')
 # For layers also SkipConv in PyTorch with the assembly it exports.
@@ -47,3 +48,16 @@ class _AsTuple(nn.Module):
     def forward(self, x):
         out = self.module(x)
         return tuple(out) if isinstance(out, (tuple, list)) else (out, )
+
+
+def time_parts_onnxruntime(models: Dict[str, nn.Module], inputs: torch.Tensor, parts: Sequence[str],
+                           **timing) -> Dict[str, Dict[str, Dict[str, float]]]:
+    """Median ms of each of ``parts`` (see :data:`~skipconv_det.apis.export_onnx.PARTS`) of each model in
+    onnxruntime, the models timed in turns: ``{model: {'<part> onnxruntime': {'onnxruntime': ms}}}``."""
+    results: Dict[str, Dict[str, Dict[str, float]]] = {name: {} for name in models}
+    for part in parts:
+        calls = onnxruntime_calls({name: ModelPart(model.eval(), part) for name, model in models.items()}, inputs,
+                                  timing.get('num_threads'))
+        for name, t in measure_latencies(calls, **timing).items():
+            results[name][f'{part} onnxruntime'] = {'onnxruntime': t['median_ms']}
+    return results

@@ -6,7 +6,8 @@ Layer mode: shapes x patterns, SkipConv vs the faster of NCHW and channels_last 
     python tools/benchmark.py layer --preset resnet50-1x1 --backward --json layers.json
     python tools/benchmark.py layer --patterns checkerboard --profile channels_last   # where the time goes
 
-Model mode: a config's model, dense vs SkipConv (its twin by convert/revert), per stage and one training step:
+Model mode: a config's model, dense vs SkipConv (its twin by convert/revert), per stage and one training step, and
+the peak memory of inference and the training step:
     python tools/benchmark.py model configs/faster-rcnn_r50-skipconv_fpn_1x_coco.py --shape 800 1216
     python tools/benchmark.py model configs/faster-rcnn_r50-skipconv_fpn_1x_coco.py --profile channels_last
 """
@@ -66,6 +67,9 @@ def parse_benchmark_args(argv: Optional[List[str]] = None) -> argparse.Namespace
     model.add_argument('--shape', type=int, nargs=2, default=[800, 1216], metavar=('H', 'W'))
     add_conversion_args(model, fill=False)
     model.add_argument('--no-train', action='store_true', help='skip the training step')
+    model.add_argument('--no-memory', action='store_true',
+                       help='skip the peak memory of inference and the training step (see '
+                       'skipconv_det.analysis.memory)')
     model.add_argument('--compile', action='store_true',
                        help='also time backbone and backbone+neck under torch.compile (inductor)')
     model.add_argument('--fuse-bn', action='store_true',
@@ -109,7 +113,8 @@ def run_benchmark(argv: Optional[List[str]] = None) -> dict:
         print(result)
     else:
         result = benchmark_model(args.config, tuple(args.shape), args.device, not args.no_train, args.cfg_options,
-                                 fuse_bn=args.fuse_bn, compile=args.compile, **conversion_kwargs(args), **timing)
+                                 fuse_bn=args.fuse_bn, compile=args.compile, memory=not args.no_memory,
+                                 **conversion_kwargs(args), **timing)
         print(format_model_table(result))
     report = dict(device=device, torch=torch.__version__, result=result)
     if args.json:

@@ -21,6 +21,7 @@ from mmengine.runner import Runner
 
 from ..apis.cls_demo import CLS_DEMO_CONFIGS, cls_demo_config
 from ..datasets.synthetic_cls import write_cifar
+from ..engine import enable_amp
 
 
 def parse_cls_demo_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -34,6 +35,8 @@ def parse_cls_demo_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--num-test', type=int, default=500, help='generated test images')
     parser.add_argument('--batch-size', type=int, default=64, help='(the configs train with 8 x 16 = 128)')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--amp', action='store_true',
+                        help='train in mixed precision, as tools/train.py --amp (bfloat16 on the CPU, float16 on CUDA)')
     return parser.parse_args(argv)
 
 
@@ -46,6 +49,8 @@ def run_cls_demo(argv: Optional[List[str]] = None) -> List[Tuple[str, str, float
     for variant in args.variants:
         cfg = cls_demo_config(variant, data_root, osp.join(args.work_dir, variant), args.depth, args.epochs,
                               args.batch_size, args.seed)
+        if args.amp:
+            enable_amp(cfg)
         runner = Runner.from_cfg(cfg)
         start = time.perf_counter()
         runner.train()  # validates after the last epoch

@@ -13,6 +13,7 @@ from mmengine.config import DictAction
 
 from ..apis.demo import DEMO_CONFIGS, _demo_config, format_table, train_and_measure
 from ..datasets.synthetic_coco import generate_synthetic_coco
+from ..engine import enable_amp
 from .args import add_cfg_options_arg
 
 
@@ -30,6 +31,8 @@ def build_demo_parser() -> argparse.ArgumentParser:
                         help=f'models to compare (default: {" ".join(f"{k}={v}" for k, v in DEMO_CONFIGS.items())})')
     parser.add_argument('--threads', type=int, help='torch CPU threads (default: torch\'s, one per core)')
     parser.add_argument('--latency-repeats', type=int, default=20, help='timed inference runs per model')
+    parser.add_argument('--amp', action='store_true',
+                        help='train in mixed precision, as tools/train.py --amp (bfloat16 on the CPU, float16 on CUDA)')
     add_cfg_options_arg(parser, 'override settings of both configs, as in tools/train.py, e.g. train_cfg.max_epochs=2')
     return parser
 
@@ -49,6 +52,8 @@ def run_demo(args: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     for step, (name, config) in enumerate(configs.items(), start=2):
         print(f'== [{step}/{steps}] train + evaluate {name}: {config}', flush=True)
         cfg = _demo_config(config, osp.join(args.work_dir, name), args.data_root, args.seed, args.cfg_options)
+        if args.amp:
+            enable_amp(cfg)
         results.append(train_and_measure(name, cfg, args.latency_repeats))
 
     summary = dict(

@@ -5,11 +5,10 @@ SkipConv one without editing the config, by wrapping ``cfg.model`` in ``SkipConv
 import argparse
 from typing import List, Optional
 
-from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 from ..datasets.checks import check_datasets
-from ..engine import enable_exact_resume, readable_checkpoint_errors
+from ..engine import enable_amp, enable_exact_resume, readable_checkpoint_errors
 from .args import parse_skipconv_args
 from .runner import add_runner_args, build_runner, load_config
 
@@ -18,7 +17,7 @@ def _train_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description='Train a model (optionally turned into SkipConv)')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--amp', action='store_true', default=False,
-                        help='enable automatic-mixed-precision training')
+                        help='enable automatic-mixed-precision training (float16 on CUDA, bfloat16 on the CPU)')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='enable automatically scaling LR.')
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
@@ -45,11 +44,7 @@ def run_train(argv: Optional[List[str]] = None) -> Runner:
     enable_exact_resume(cfg)
     check_datasets(cfg, splits=('train', 'val'))
     if args.amp:
-        if cfg.optim_wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
-            print_log('AMP training is already enabled in your config.', logger='current')
-        else:
-            cfg.optim_wrapper.type = 'AmpOptimWrapper'
-            cfg.optim_wrapper.loss_scale = 'dynamic'
+        enable_amp(cfg)
     if args.auto_scale_lr:
         if 'enable' not in cfg.get('auto_scale_lr', {}) or 'base_batch_size' not in cfg.auto_scale_lr:
             raise RuntimeError('Can not find "auto_scale_lr" or "auto_scale_lr.enable" or '

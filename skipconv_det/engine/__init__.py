@@ -1,5 +1,7 @@
 """Running models: the safe-loading allowlist for mmengine checkpoints, readable errors for unreadable checkpoint
-files (opt-in), exact resume, channels_last runs, and the check that a config imports this package."""
+files (opt-in), exact resume, channels_last runs, mixed-precision training (on the CPU too), and the check that a
+config imports this package."""
+from .amp import CPUAmpOptimWrapper, enable_amp
 from .channels_last import ChannelsLastHook
 from .checkpoint import checkpoint_safe_globals, register_checkpoint_safe_globals
 from .checkpoint_loader import CheckpointError, load_local_checkpoint, readable_checkpoint_errors
@@ -7,7 +9,7 @@ from .checks import add_custom_import, check_custom_imports, custom_imports_of
 from .resume import RandomStateHook, ResumableEpochBasedTrainLoop, enable_exact_resume
 
 __all__ = [
-    'ChannelsLastHook', 'CheckpointError', 'RandomStateHook', 'ResumableEpochBasedTrainLoop', 'add_custom_import',
-    'check_custom_imports', 'checkpoint_safe_globals', 'custom_imports_of', 'enable_exact_resume',
-    'load_local_checkpoint', 'readable_checkpoint_errors', 'register_checkpoint_safe_globals'
+    'CPUAmpOptimWrapper', 'ChannelsLastHook', 'CheckpointError', 'RandomStateHook', 'ResumableEpochBasedTrainLoop',
+    'add_custom_import', 'check_custom_imports', 'checkpoint_safe_globals', 'custom_imports_of', 'enable_amp',
+    'enable_exact_resume', 'load_local_checkpoint', 'readable_checkpoint_errors', 'register_checkpoint_safe_globals'
 ]

@@ -42,6 +42,11 @@ def _conv2d(x, weight, bias, stride, padding, dilation, groups):
             and x.shape[2] * x.shape[3] >= _POLYPHASE_MIN_POSITIONS and torch.is_grad_enabled()
             and (x.requires_grad or weight.requires_grad) and not torch.jit.is_tracing()
             and _suggested_memory_format(x, weight) == torch.contiguous_format):
+        if torch.is_autocast_enabled(x.device.type):
+            # Autocast casts inside the Function's forward only, not in its backward: cast here, as F.conv2d
+            # under autocast would, so both passes see one dtype and autograd casts the gradients back.
+            dtype = torch.get_autocast_dtype(x.device.type)
+            x, weight, bias = (None if t is None else t.to(dtype) for t in (x, weight, bias))
         return _Stride2Conv.apply(x, weight, bias, _pair(padding), groups)
     if bias is not None and not isinstance(padding, str) and any(
             d > 1 and p >= d * (k - 1) + 1 for p, d, k in zip(_pair(padding), dilation, kernel)):

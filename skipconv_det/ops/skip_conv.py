@@ -13,7 +13,7 @@ thin padded strips. The work done is exactly the kept positions' multiply-adds, 
 aten convolutions (mmengine.analysis) see as such.
 """
 from functools import partial
-from typing import List, Optional, Tuple, Union
+from typing import Optional, Union
 
 import torch
 import torch.nn as nn
@@ -21,12 +21,13 @@ import torch.nn.functional as F
 from mmengine.registry import MODELS
 from torch.nn.modules.utils import _pair
 
-from ._autograd import _Scatter, _scatter, _window
+from ._autograd import _Scatter, _scatter
+from ._cells import assemble_from_cells, assembles_from_cells
+from ._lattice_conv import _pads_explicitly, cell_conv, lattice_pieces
 from ._layout import _suggested_memory_format
-from ._cells import assemble_from_cells, assembles_from_cells, cell_size
-from ._torch_compat import _conv2d
+from ._saved import InputCopies
 from .fill import check_fill, fill_regions, kept_cells_of
-from .lattice import IntOrPair, _channel_blocks, _plan_axis, _resolve_padding, _skipped_cells, _split_ranges
+from .lattice import IntOrPair, _resolve_padding, _skipped_cells, _split_ranges
 
 # Each pattern splits the 2x2 cell of output positions (i % 2, j % 2) into phases; phase g is what channel group g
 # keeps when channels are shifted, and phase 0 is the pattern itself. A phase is a list of lattices (a, b):
@@ -41,19 +42,6 @@ _PHASES = {
 SKIP_PATTERNS = tuple(_PHASES)
 # Each phase keeps the same number of the four cells.
 _DENSITY = {pattern: len(kept_cells_of(phases[0])) / 4 for pattern, phases in _PHASES.items()}
-
-# Inputs up to this many elements (512 KiB in float32), or up to this many times their weight's size, are padded
-# explicitly (see _pads_explicitly).
-_SMALL_INPUT_NUMEL = 1 << 17
-_WEIGHT_MULTIPLE = 4
-
-
-def _pads_explicitly(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether one padded copy of the input beats computing the border positions from strips. Each strip is a
-    conv call of its own, with a fixed cost and (oneDNN) a reorder of the whole weight, so the copy wins on inputs
-    that are small outright or next to their weight (deep layers: 512 channels at 25x42 has a 4x larger weight)."""
-    return x.numel() <= max(_SMALL_INPUT_NUMEL, _WEIGHT_MULTIPLE * weight.numel())
-
 
 def _check_pattern(skip_pattern: str) -> None:
     if skip_pattern not in _PHASES:
@@ -94,47 +82,6 @@ def skip_mask(skip_pattern: str,
     else:
         keep = torch.ones_like(i + j + g, dtype=torch.bool)
     return keep.expand(out_channels, height, width)
-
-
-def _lattice_conv(inp: torch.Tensor, stride, padding, rows: slice, cols: slice, *, weight: torch.Tensor,
-                  bias: Optional[torch.Tensor], dilation, groups: int, channels: Tuple[int, int],
-                  memory_format: torch.memory_format) -> List[Tuple[tuple, torch.Tensor]]:
-    """Output ``channels`` (c0, c1) at output positions ``rows`` x ``cols`` (a lattice's slices) computed from
-    ``inp``: ``[(region of the output, result)]``, one per block of :func:`~.lattice._channel_blocks`."""
-    out_channels, in_channels = weight.shape[0], weight.shape[1] * groups
-    pieces = []
-    for o0, o1, i0, i1, g in _channel_blocks(*channels, out_channels, in_channels, groups):
-        part = inp if (i0, i1) == (0, in_channels) else inp[:, i0:i1]
-        if not part.is_contiguous(memory_format=memory_format):
-            # A channel slice (grouped blocks) or a strided input is copied here, in the output's layout: oneDNN
-            # would copy it anyway. (Crops, subsamplings and strips come from _window already laid out.)
-            part = part.contiguous(memory_format=memory_format)
-        result = _conv2d(part, weight[o0:o1], None if bias is None else bias[o0:o1], stride, padding, dilation, g)
-        pieces.append(((slice(None), slice(o0, o1), rows, cols), result))
-    return pieces
-
-
-def _cell_conv(x: torch.Tensor, size, conv, kernel, stride, dilation, pads, out_size, cell: Tuple[int, int],
-               channels: Tuple[int, int]) -> torch.Tensor:
-    """Output ``channels`` at the positions of ``cell`` (i % 2, j % 2): one convolution with twice the stride,
-    its window start moved by padding (a Pad before a Conv, which onnxruntime fuses) or, past the padding, by a
-    crop; a 1x1 kernel reads just the cell's input pixels."""
-    count = cell_size(out_size, cell)
-    if kernel == (1, 1) and not any(p for axis in pads for p in axis):
-        inp = x[:, :, cell[0] * stride[0]::2 * stride[0], cell[1] * stride[1]::2 * stride[1]]  # count x count
-        parts = conv(inp, 1, 0, None, None, channels=channels)
-    else:
-        pad, crop = [], []
-        for ax in (0, 1):  # pad (or crop) each axis so that the first window starts at 0 and the last one fits
-            low = pads[ax][0] - cell[ax] * stride[ax]
-            needed = (count[ax] - 1) * 2 * stride[ax] + dilation[ax] * (kernel[ax] - 1) + 1
-            crop.append(max(0, -low))
-            pad.append((max(0, low), max(0, needed - max(0, low) - (size[ax] - crop[-1]))))
-        inp = x[:, :, crop[0]:, crop[1]:] if any(crop) else x
-        if any(p for axis in pad for p in axis):
-            inp = F.pad(inp, (*pad[1], *pad[0]))
-        parts = conv(inp, (2 * stride[0], 2 * stride[1]), 0, None, None, channels=channels)
-    return torch.cat([p for _, p in parts], dim=1) if len(parts) > 1 else parts[0][1]
 
 
 def skip_conv2d(x: torch.Tensor,
@@ -217,56 +164,28 @@ def skip_conv2d(x: torch.Tensor,
         ranges = _split_ranges(out_channels, len(phases))
     else:
         ranges = [(0, out_channels)] + [(0, 0)] * (len(phases) - 1)
+    if assembles_from_cells():
+        # A fixed-shape graph: plain ints, so that the TorchScript exporter records no shape arithmetic.
+        size, out_size = (tuple(int(n) for n in s) for s in (size, out_size))
+        memory_format = _suggested_memory_format(x, weight)
+        convs = partial(cell_conv, x, size, kernel, stride, pads, dilation, out_size, bias=bias, groups=groups,
+                        weight=weight.contiguous(memory_format=memory_format), memory_format=memory_format,
+                        copies=InputCopies(x))
+        return assemble_from_cells(x, convs, phases, ranges, fill, shift, out_size)
+
+    copies = InputCopies(x, weight, bias)  # the copies of x that lattices read, kept for backward as recipes
+    if any(p for axis in pads for p in axis) and _pads_explicitly(x, weight):
+        # Every lattice then fits in the padded input and is a single convolution (of a cropped view).
+        x = copies.make(F.pad, x, (*pads[1], *pads[0]))
+        size, pads = tuple(x.shape[2:]), ((0, 0), (0, 0))
+
     # The output layout follows ATen's convolution: channels_last if the input's or the weight's strides
     # suggest it (the same stride heuristic, so that ambiguous shapes such as N=0 or 1x1 agree too).
     memory_format = _suggested_memory_format(x, weight)
     # Once here rather than in each lattice's conv call, which would copy the weight to this layout every time.
     weight = weight.contiguous(memory_format=memory_format)
-    conv = partial(_lattice_conv, weight=weight, bias=bias, dilation=dilation, groups=groups,
-                   memory_format=memory_format)
-
-    if assembles_from_cells():
-        # A fixed-shape graph: plain ints, so that the TorchScript exporter records no shape arithmetic.
-        size, out_size = (tuple(int(n) for n in s) for s in (size, out_size))
-        cell_conv = partial(_cell_conv, x, size, conv, kernel, stride, dilation, pads, out_size)
-        return assemble_from_cells(x, cell_conv, phases, ranges, fill, shift, out_size)
-
-    if any(p for axis in pads for p in axis) and _pads_explicitly(x, weight):
-        # Every lattice then fits in the padded input and is a single convolution (of a cropped view).
-        x = F.pad(x, (*pads[1], *pads[0]))
-        size, pads = tuple(x.shape[2:]), ((0, 0), (0, 0))
-    pieces = []
-    for phase, lattices in enumerate(phases):
-        if ranges[phase][1] <= ranges[phase][0]:
-            continue  # no channel keeps this phase
-        lattice_conv = partial(conv, channels=ranges[phase])
-        for a, b in lattices:
-            ph, pw = (_plan_axis(size[ax], kernel[ax], stride[ax], dilation[ax], pads[ax][0], out_size[ax], off)
-                      for ax, off in ((0, a), (1, b)))
-            if ph is None or pw is None:
-                continue  # the output is too small to hold this lattice
-            steps = (ph.step, pw.step)
-            if ph.main and pw.main:
-                if kernel == (1, 1) and ph.pad == pw.pad == 0 and (ph.step, pw.step) != (1, 1):
-                    # A 1x1 kernel reads only the lattice's own pixels: subsample them (a quarter of the input,
-                    # where a cropped view would be copied whole) and run a stride-1 conv.
-                    rows, cols = (slice(p.crop, p.crop + p.step * (p.main - 1) + 1, p.step) for p in (ph, pw))
-                    pieces += lattice_conv(_window(x, rows, cols, memory_format=memory_format), (1, 1), 0,
-                                   ph.output_index(0, ph.main), pw.output_index(0, pw.main))
-                else:  # (x itself when nothing is cropped: a no-op slice still costs a full copy in backward)
-                    inp = (_window(x, slice(ph.crop, None), slice(pw.crop, None), memory_format=memory_format)
-                           if ph.crop or pw.crop else x)
-                    pieces += lattice_conv(inp, steps, (ph.pad, pw.pad), ph.output_index(0, ph.main),
-                                   pw.output_index(0, pw.main))
-            if ph.main < ph.count:  # bottom rows, full width
-                h0, h1, hl, hh = ph.strip(size[0], ph.main)
-                w0, w1, wl, wh = pw.strip(size[1], 0)
-                pieces += lattice_conv(_window(x, slice(h0, h1), slice(w0, w1), (wl, wh, hl, hh), memory_format), steps, 0,
-                               ph.output_index(ph.main, ph.count), pw.output_index(0, pw.count))
-            if ph.main and pw.main < pw.count:  # right columns of the main rows
-                w0, w1, wl, wh = pw.strip(size[1], pw.main)
-                pieces += lattice_conv(_window(x, slice(ph.crop, None), slice(w0, w1), (wl, wh, 0, 0), memory_format),
-                               steps, (ph.pad, 0), ph.output_index(0, ph.main), pw.output_index(pw.main, pw.count))
+    kwargs = dict(weight=weight, bias=bias, groups=groups, memory_format=memory_format, copies=copies)
+    pieces = lattice_pieces(x, phases, ranges, size, out_size, kernel, stride, pads, dilation, **kwargs)
     regions, parts = [p[0] for p in pieces], [p[1] for p in pieces]
     out_like = ((x.shape[0], out_channels) + out_size, parts[0].dtype if parts else x.dtype, x.device)
     fills, skipped = (), ()
