@@ -42,6 +42,7 @@ register_checkpoint_safe_globals()
 _register_library_modules()
 
 __all__ = [
-    'FILLS', 'PREDICTION_LAYERS', 'SKIP_PATTERNS', 'SkipConv2d', 'build_skipconv_model', 'convert_skipconv', 'fuse_conv_bn',
-    'register_checkpoint_safe_globals', 'revert_skipconv', 'skip_conv2d', 'skip_density', 'skip_mask', '__version__'
+    'FILLS', 'PREDICTION_LAYERS', 'SKIP_PATTERNS', 'SkipConv2d', 'build_skipconv_model', 'convert_skipconv',
+    'fuse_conv_bn', 'register_checkpoint_safe_globals', 'revert_skipconv', 'skip_conv2d', 'skip_density',
+    'skip_mask', '__version__'
 ]

@@ -62,4 +62,3 @@ def test_conv_peaks_at_least_at_its_output_and_training_at_more(device):
 def test_other_devices_are_refused():
     with pytest.raises(ValueError, match='CPU and CUDA'):
         peak_memory(lambda: None, 'meta')
-

@@ -155,3 +155,14 @@ def test_onnxruntime_timing_refuses_a_wrong_export(tmp_path):
 
     with pytest.raises(RuntimeError, match='differs from PyTorch'):
         onnxruntime_calls({'random': Random()}, torch.randn(1, 2, 4, 4))
+
+
+def test_model_benchmark_times_onnxruntime():
+    from skipconv_det.analysis.model_benchmark import benchmark_model, format_model_table
+    result = benchmark_model('configs/demo/faster-rcnn_r18-w16-scratch_fpn_1xb8-6e_synthetic-coco.py', (64, 96),
+                             train=False, memory=False, onnxruntime=True, warmup=0, repeats=1)
+    ort = result['onnxruntime']
+    assert list(ort['dense']) == list(ort['skipconv']) == ['backbone', 'backbone+neck']
+    for part in ort['dense']:
+        assert ort['ratio'][part] == pytest.approx(ort['skipconv'][part] / ort['dense'][part])
+    assert '| backbone+neck |' in format_model_table(result).split('onnxruntime (CPU')[1]

@@ -3,7 +3,7 @@
 Both layouts of the dense convolution are timed because either can win depending on the shape and the backend;
 a skip convolution only counts as faster if it beats the better one.
 """
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F

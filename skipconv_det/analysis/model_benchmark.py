@@ -9,6 +9,7 @@ Memory is measured apart from the timing, one call of each model per stage and l
 :func:`~skipconv_det.analysis.memory.peak_memory`): inference and the training step, each as the model's
 parameters and buffers plus the most the call allocates at once on top of them.
 """
+import copy
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -19,6 +20,7 @@ from .complexity import measure_latencies, profile_calls
 from .dummy_data import dummy_batch
 from .flops import build_model_from_config, dense_and_skipconv_twins
 from .layer_benchmark import LAYOUTS
+from .onnxruntime_timing import time_parts_onnxruntime
 from .memory import peak_memory
 
 
@@ -93,7 +95,8 @@ def measure_models_memory(models: Dict[str, nn.Module], scope: str, shape: Tuple
     allocates at once on top of them (:func:`~skipconv_det.analysis.memory.peak_memory`), so models that share a
     device do not count each other."""
     models = {name: model.to(device) for name, model in models.items()}
-    inputs, samples = _batch(next(iter(models.values())), scope, shape, device)
+    inputs, samples = dummy_batch(scope, shape, device=device,
+                                  data_preprocessor=next(iter(models.values())).data_preprocessor)
     results: Dict[str, Dict[str, Dict[str, int]]] = {name: {} for name in models}
     for layout, memory_format in LAYOUTS.items():
         x = inputs.contiguous(memory_format=memory_format)
@@ -127,10 +130,13 @@ def benchmark_model(config: str,
                     fuse_bn: bool = False,
                     compile: bool = False,
                     memory: bool = True,
+                    onnxruntime: bool = False,
                     **timing) -> Dict[str, Any]:
     """Dense vs SkipConv timing of a config's model (see :func:`time_models`), with best-layout ratios, and with
     ``memory`` their peak memory under ``'memory'`` (see :func:`measure_models_memory`), ratios likewise.
-    ``fuse_bn`` folds every BN into the conv before it in both models first (inference only, as deployed)."""
+    ``fuse_bn`` folds every BN into the conv before it in both models first (inference only, as deployed).
+    ``onnxruntime`` also times the backbone and backbone + neck exported to ONNX, in onnxruntime (CPU), under
+    ``'onnxruntime'``, with ratios against dense in onnxruntime."""
     models, lib_scope = _dense_and_skipconv(config, cfg_options, skip_pattern, shift_channels, scope)
     if fuse_bn:
         models = {name: fuse_conv_bn(model.eval()) for name, model in models.items()}
@@ -147,6 +153,17 @@ def benchmark_model(config: str,
         stage: min(result['skipconv'][stage].values()) / best_dense[stage.replace(' compiled', '')]
         for stage in result['dense']
     }
+    if onnxruntime:
+        if device != 'cpu':
+            raise ValueError('The onnxruntime rows are timed on the CPU; run them with --device cpu.')
+        parts = ['backbone', 'backbone+neck'] if getattr(models['dense'], 'with_neck', False) else ['backbone']
+        inputs, _ = dummy_batch(lib_scope, shape, data_preprocessor=models['dense'].data_preprocessor)
+        # As deployed (tools/export_onnx.py): BN folded, which onnxruntime does by itself for dense convs only.
+        folded = {name: fuse_conv_bn(copy.deepcopy(model).eval()) for name, model in models.items()}
+        times = time_parts_onnxruntime(folded, inputs, parts, num_threads=timing.pop('num_threads', None),
+                                       **timing)
+        result['onnxruntime'] = dict(times, ratio={part: times['skipconv'][part] / times['dense'][part]
+                                                   for part in times['dense']})
     if memory:
         peaks = measure_models_memory(models, lib_scope, shape, device, train)
         peaks['ratio'] = {stage: min(peaks['skipconv'][stage].values()) / min(peaks['dense'][stage].values())
@@ -168,6 +185,12 @@ def format_model_table(result: Dict[str, Any]) -> str:
         skip = result['skipconv'][stage]
         lines.append(f"| {stage} | {dense['nchw']:.0f} | {dense['channels_last']:.0f} | {skip['nchw']:.0f} "
                      f"| {skip['channels_last']:.0f} | {result['ratio'][stage]:.2f}× |")
+    if 'onnxruntime' in result:
+        ort = result['onnxruntime']
+        lines += ['', 'onnxruntime (CPU; exported with tools/export_onnx.py\'s exporter), median ms',
+                  '| stage | dense | SkipConv | SkipConv / dense |', '|---|---|---|---|']
+        lines += [f"| {part} | {ort['dense'][part]:.0f} | {ort['skipconv'][part]:.0f} | {ort['ratio'][part]:.2f}× |"
+                  for part in ort['dense']]
     if 'memory' in result:
         lines += _memory_table(result['memory'])
     return '\n'.join(lines)

@@ -51,13 +51,13 @@ class _AsTuple(nn.Module):
 
 
 def time_parts_onnxruntime(models: Dict[str, nn.Module], inputs: torch.Tensor, parts: Sequence[str],
-                           **timing) -> Dict[str, Dict[str, Dict[str, float]]]:
+                           num_threads: Optional[int] = None, **timing) -> Dict[str, Dict[str, float]]:
     """Median ms of each of ``parts`` (see :data:`~skipconv_det.apis.export_onnx.PARTS`) of each model in
-    onnxruntime, the models timed in turns: ``{model: {'<part> onnxruntime': {'onnxruntime': ms}}}``."""
-    results: Dict[str, Dict[str, Dict[str, float]]] = {name: {} for name in models}
+    onnxruntime with ``num_threads`` threads, the models timed in turns: ``{model: {part: ms}}``."""
+    results: Dict[str, Dict[str, float]] = {name: {} for name in models}
     for part in parts:
         calls = onnxruntime_calls({name: ModelPart(model.eval(), part) for name, model in models.items()}, inputs,
-                                  timing.get('num_threads'))
+                                  num_threads)
         for name, t in measure_latencies(calls, **timing).items():
-            results[name][f'{part} onnxruntime'] = {'onnxruntime': t['median_ms']}
+            results[name][part] = t['median_ms']
     return results

@@ -67,6 +67,8 @@ def parse_benchmark_args(argv: Optional[List[str]] = None) -> argparse.Namespace
     model.add_argument('--shape', type=int, nargs=2, default=[800, 1216], metavar=('H', 'W'))
     add_conversion_args(model, fill=False)
     model.add_argument('--no-train', action='store_true', help='skip the training step')
+    model.add_argument('--runtime', choices=RUNTIMES, default='torch',
+                       help='onnxruntime: also time the backbone and backbone+neck exported to ONNX in onnxruntime')
     model.add_argument('--no-memory', action='store_true',
                        help='skip the peak memory of inference and the training step (see '
                        'skipconv_det.analysis.memory)')
@@ -114,6 +116,7 @@ def run_benchmark(argv: Optional[List[str]] = None) -> dict:
     else:
         result = benchmark_model(args.config, tuple(args.shape), args.device, not args.no_train, args.cfg_options,
                                  fuse_bn=args.fuse_bn, compile=args.compile, memory=not args.no_memory,
+                                 onnxruntime=args.runtime == 'onnxruntime',
                                  **conversion_kwargs(args), **timing)
         print(format_model_table(result))
     report = dict(device=device, torch=torch.__version__, result=result)

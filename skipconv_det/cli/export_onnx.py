@@ -15,8 +15,6 @@ import argparse
 import sys
 from typing import List, Optional
 
-import torch
-
 from ..analysis.dummy_data import dummy_batch
 from ..analysis.flops import build_model_from_config
 from ..apis.export_onnx import PARTS, ModelPart, export_onnx, max_abs_difference, onnx_op_counts, onnxruntime_session

@@ -163,7 +163,7 @@ def _filled_cell(fill: str, cell: Cell, kept: FrozenSet[Cell], computed: Dict[Ce
 
 
 def assemble_from_cells(x: torch.Tensor, cell_conv, phases: Sequence, ranges: Sequence[Tuple[int, int]],
-                              fill: str, shift: Optional[torch.Tensor], out_size: Tuple[int, int]) -> torch.Tensor:
+                        fill: str, shift: Optional[torch.Tensor], out_size: Tuple[int, int]) -> torch.Tensor:
     """The SkipConv output from its cells.
 
     Args:

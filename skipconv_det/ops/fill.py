@@ -197,4 +197,3 @@ def kept_cells_of(lattices) -> FrozenSet[Cell]:
     """The cells (i % 2, j % 2) that a phase's lattices (a, b) cover (None: both parities)."""
     return frozenset((a, b) for la, lb in lattices for a in ((0, 1) if la is None else (la,))
                      for b in ((0, 1) if lb is None else (lb,)))
-

@@ -26,6 +26,7 @@ from ._cells import assemble_from_cells, assembles_from_cells
 from ._lattice_conv import _pads_explicitly, cell_conv, lattice_pieces
 from ._layout import _suggested_memory_format
 from ._saved import InputCopies
+from ._torch_compat import _conv2d
 from .fill import check_fill, fill_regions, kept_cells_of
 from .lattice import IntOrPair, _resolve_padding, _skipped_cells, _split_ranges
 
@@ -42,6 +43,7 @@ _PHASES = {
 SKIP_PATTERNS = tuple(_PHASES)
 # Each phase keeps the same number of the four cells.
 _DENSITY = {pattern: len(kept_cells_of(phases[0])) / 4 for pattern, phases in _PHASES.items()}
+
 
 def _check_pattern(skip_pattern: str) -> None:
     if skip_pattern not in _PHASES:
