@@ -77,3 +77,10 @@ def test_mmcv_ops_run_under_cpu_autocast():
     out.float().sum().backward()
     torch.testing.assert_close(feats.grad, grad, rtol=2e-2, atol=2e-2)
     assert keep.tolist() == batched_nms(boxes, scores, idxs, nms_cfg)[1].tolist() == [0, 2]
+
+
+def test_demo_tools_take_amp():
+    from skipconv_det.cli.cls_demo import parse_cls_demo_args
+    from skipconv_det.cli.demo import build_demo_parser
+    assert build_demo_parser().parse_args(['--amp']).amp and not build_demo_parser().parse_args([]).amp
+    assert parse_cls_demo_args(['--amp']).amp and not parse_cls_demo_args([]).amp

@@ -8,8 +8,9 @@ training step would hold more activations than the dense one. While :meth:`Input
 active, autograd keeps x and how each copy was made instead, and backward makes the copy again: a copy costs little
 next to the convolution that reads it, and the gradients are bit for bit the same.
 """
+import weakref
 from contextlib import nullcontext
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
@@ -32,15 +33,21 @@ class InputCopies:
         self._x = x
         self._active = (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, *operands))
                         and not torch.jit.is_tracing() and not torch.compiler.is_compiling())
-        self._recipes: Dict[Tuple, Tuple] = {}  # key of a copy -> ((fn, args), ...) applied to x in turn
+        # Key of a copy -> (weak reference to it, ((fn, args), ...) applied to x in turn). A key is only good while
+        # its copy lives: another tensor may take a freed copy's memory, shape and all.
+        self._recipes: Dict[Tuple, Tuple[weakref.ref, Tuple]] = {}
+
+    def _recipe(self, t: torch.Tensor) -> Optional[Tuple]:
+        copy, recipe = self._recipes.get(_key(t), (lambda: None, None))
+        return recipe if copy() is not None else None
 
     def make(self, fn: Callable, source: torch.Tensor, *args) -> torch.Tensor:
         """``fn(source, *args)``, remembered as a copy of x when ``source`` is x or a copy made here."""
         copy = fn(source, *args)
         if self._active:
-            parent = () if source is self._x else self._recipes.get(_key(source))
+            parent = () if source is self._x else self._recipe(source)
             if parent is not None and copy.numel():
-                self._recipes[_key(copy)] = parent + ((fn, args), )
+                self._recipes[_key(copy)] = weakref.ref(copy), parent + ((fn, args), )
         return copy
 
     def saved_as_recipes(self):
@@ -50,7 +57,7 @@ class InputCopies:
         return torch.autograd.graph.saved_tensors_hooks(self._pack, _unpack)
 
     def _pack(self, t: torch.Tensor):
-        recipe = self._recipes.get(_key(t))
+        recipe = self._recipe(t)
         return t if recipe is None else (self._x, self._x._version, recipe)
 
 
