@@ -58,9 +58,8 @@ class _Stride2Conv(torch.autograd.Function):
     :func:`_polyphase_input_grad`).
 
     On the CPU in NCHW, torch's stride-2 input gradient also copies the whole input-sized gradient, so on large
-    maps it costs about half the stride-1 layer's, and two lattices cost the dense layer's; the four stride-1
-    correlations take 0.5-0.65x its time on 200x336 maps (64 to 256 channels) but more on 100x168 and smaller
-    ones, hence ``_POLYPHASE_MIN_POSITIONS``.
+    maps two lattices cost about the dense layer's input gradient; the four stride-1 correlations cost less there,
+    but more on small maps, hence ``_POLYPHASE_MIN_POSITIONS``.
     """
 
     @staticmethod
