@@ -47,7 +47,7 @@ def export_onnx(module: nn.Module, inputs: torch.Tensor, path: str, dynamo: bool
         num_outputs = len(module(inputs))
         torch.onnx.export(module, (inputs, ), path, input_names=['inputs'],
                           output_names=[f'output_{i}' for i in range(num_outputs)], dynamo=dynamo,
-                          opset_version=opset_version)
+                          opset_version=opset_version, verbose=False)
     return path
 
 
