@@ -172,19 +172,25 @@ def benchmark_model(config: str,
     return result
 
 
+def _layout_rows(values: Dict[str, Any], ratio: Dict[str, float], cell) -> List[str]:
+    """Table rows of ``{'dense': {stage: {layout: value}}, 'skipconv': ...}``, each value written by ``cell``."""
+    lines = ['| stage | dense NCHW | dense CL | SkipConv NCHW | SkipConv CL | SkipConv / dense (best layouts) |',
+             '|---|---|---|---|---|---|']
+    for stage, dense in values['dense'].items():
+        skip = values['skipconv'][stage]
+        lines.append(f"| {stage} | {cell(dense['nchw'])} | {cell(dense['channels_last'])} | {cell(skip['nchw'])} "
+                     f"| {cell(skip['channels_last'])} | {ratio[stage]:.2f}× |")
+    return lines
+
+
 def format_model_table(result: Dict[str, Any]) -> str:
     """A markdown table of :func:`benchmark_model`'s result."""
     lines = [
         f"{result['config']} @ {result['shape'][0]}x{result['shape'][1]}, {result['device']}, "
         f"{'BN folded, ' if result.get('fuse_bn') else ''}"
-        f"{result['threads']} threads (median ms; CL = channels_last)",
-        '| stage | dense NCHW | dense CL | SkipConv NCHW | SkipConv CL | SkipConv / dense (best layouts) |',
-        '|---|---|---|---|---|---|'
+        f"{result['threads']} threads (median ms; CL = channels_last)"
     ]
-    for stage, dense in result['dense'].items():
-        skip = result['skipconv'][stage]
-        lines.append(f"| {stage} | {dense['nchw']:.0f} | {dense['channels_last']:.0f} | {skip['nchw']:.0f} "
-                     f"| {skip['channels_last']:.0f} | {result['ratio'][stage]:.2f}× |")
+    lines += _layout_rows(result, result['ratio'], lambda ms: f'{ms:.0f}')
     if 'onnxruntime' in result:
         ort = result['onnxruntime']
         lines += ['', 'onnxruntime (CPU; exported with tools/export_onnx.py\'s exporter), median ms',
@@ -192,22 +198,11 @@ def format_model_table(result: Dict[str, Any]) -> str:
         lines += [f"| {part} | {ort['dense'][part]:.0f} | {ort['skipconv'][part]:.0f} | {ort['ratio'][part]:.2f}× |"
                   for part in ort['dense']]
     if 'memory' in result:
-        lines += _memory_table(result['memory'])
+        gb = 2**30  # mmdet's logger and model zoo divide by 1024**3 too
+        lines += ['', 'Mem (GB): parameters and buffers + peak of what the call allocates '
+                  '(skipconv_det.analysis.memory)']
+        lines += _layout_rows(result['memory'], result['memory']['ratio'], lambda size: f'{size / gb:.3f}')
     return '\n'.join(lines)
-
-
-def _memory_table(memory: Dict[str, Any]) -> List[str]:
-    gb = 2**30  # mmdet's logger and model zoo divide by 1024**3 too
-    lines = [
-        '', 'Mem (GB): parameters and buffers + peak of what the call allocates (skipconv_det.analysis.memory)',
-        '| stage | dense NCHW | dense CL | SkipConv NCHW | SkipConv CL | SkipConv / dense (best layouts) |',
-        '|---|---|---|---|---|---|'
-    ]
-    for stage, dense in memory['dense'].items():
-        skip = memory['skipconv'][stage]
-        lines.append(f"| {stage} | {dense['nchw'] / gb:.3f} | {dense['channels_last'] / gb:.3f} "
-                     f"| {skip['nchw'] / gb:.3f} | {skip['channels_last'] / gb:.3f} | {memory['ratio'][stage]:.2f}× |")
-    return lines
 
 
 def profile_model(config: str,

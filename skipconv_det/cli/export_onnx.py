@@ -52,9 +52,7 @@ def run_export(argv: Optional[List[str]] = None) -> dict:
         from mmengine.runner import load_checkpoint
         load_checkpoint(model, args.checkpoint, map_location='cpu')
     if args.skipconv:
-        kwargs = conversion_kwargs(args)
-        convert_skipconv(model, skip_pattern=kwargs['skip_pattern'], shift_channels=kwargs['shift_channels'],
-                         scope=kwargs['scope'], fill=kwargs['fill'])
+        convert_skipconv(model, **conversion_kwargs(args))
     if not args.keep_bn:
         fuse_conv_bn(model.eval())
     part = args.part or ('backbone+neck' if getattr(model, 'with_neck', False) else

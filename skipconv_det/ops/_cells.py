@@ -124,31 +124,32 @@ def _block_map(like: torch.Tensor, weight: BlockMap) -> torch.Tensor:
     ], dim=2)
 
 
-def _shifted(source: torch.Tensor, source_size: Tuple[int, int], row_shift: int, col_shift: int,
-             size: Tuple[int, int], padded: Dict[int, torch.Tensor], padded_size: Tuple[int, int]) -> torch.Tensor:
-    """``source[r + row_shift, c + col_shift]`` for r, c of a cell of ``size``, 0 outside ``source`` (of
-    ``source_size``). A source read beyond its edges is padded once (by one on every side, up to
-    ``padded_size``), kept in ``padded``."""
-    (h, w), (sh, sw) = size, source_size
+def _shifted(computed: Dict[Cell, torch.Tensor], source: Cell, row_shift: int, col_shift: int,
+             size: Tuple[int, int], padded: Dict[Cell, torch.Tensor], out_size: Tuple[int, int]) -> torch.Tensor:
+    """``computed[source][r + row_shift, c + col_shift]`` for r, c of a cell of ``size``, 0 outside the output. A
+    kept cell read beyond its edges is padded once (by one on every side, up to the size of cell (0, 0)) and kept
+    in ``padded`` for every skipped cell that reads it."""
+    (h, w), (sh, sw) = size, cell_size(out_size, source)
     if 0 <= row_shift and row_shift + h <= sh and 0 <= col_shift and col_shift + w <= sw:
-        return source[:, :, row_shift:row_shift + h, col_shift:col_shift + w]
-    if id(source) not in padded:
-        padded[id(source)] = F.pad(source, (1, padded_size[1] + 1 - sw, 1, padded_size[0] + 1 - sh))
-    return padded[id(source)][:, :, 1 + row_shift:1 + row_shift + h, 1 + col_shift:1 + col_shift + w]
+        return computed[source][:, :, row_shift:row_shift + h, col_shift:col_shift + w]
+    if source not in padded:
+        largest = cell_size(out_size, (0, 0))
+        padded[source] = F.pad(computed[source], (1, largest[1] + 1 - sw, 1, largest[0] + 1 - sh))
+    return padded[source][:, :, 1 + row_shift:1 + row_shift + h, 1 + col_shift:1 + col_shift + w]
 
 
 def _filled_cell(fill: str, cell: Cell, kept: FrozenSet[Cell], computed: Dict[Cell, torch.Tensor],
-                 like: torch.Tensor, channels: Tuple[int, int], out_size: Tuple[int, int],
-                 shift: Optional[torch.Tensor]) -> torch.Tensor:
-    """A skipped cell of one channel range, from the kept cells in ``computed``."""
+                 padded: Dict[Cell, torch.Tensor], like: torch.Tensor, channels: Tuple[int, int],
+                 out_size: Tuple[int, int], shift: Optional[torch.Tensor]) -> torch.Tensor:
+    """A skipped cell of one channel range, from the kept cells in ``computed`` (``padded`` as in
+    :func:`_shifted`)."""
     size = cell_size(out_size, cell)
     terms, no_source = ((), None) if fill == 'zero' else _fill_terms(fill, cell, kept, tuple(out_size))
-    value, padded, largest = None, {}, cell_size(out_size, (0, 0))
+    value = None
     for term in terms:
         total = None
         for source, row_shift, col_shift in term.sources:
-            part = _shifted(computed[source], cell_size(out_size, source), row_shift, col_shift, size, padded,
-                            largest)
+            part = _shifted(computed, source, row_shift, col_shift, size, padded, out_size)
             total = part if total is None else total + part
         if isinstance(term.weight, tuple):
             total = total * _block_map(like, term.weight)
@@ -182,14 +183,14 @@ def assemble_from_cells(x: torch.Tensor, cell_conv, phases: Sequence, ranges: Se
         kept = kept_cells_of(lattices)
         computed = {cell: cell_conv(cell, channels) for cell in _CELLS
                     if cell in kept and min(cell_size(out_size, cell)) > 0}
-        like = next(iter(computed.values()), x)
+        like, padded = next(iter(computed.values()), x), {}
         for cell in _CELLS:
             if min(cell_size(out_size, cell)) == 0:
                 part = like.new_zeros((like.shape[0], channels[1] - channels[0], height, width))
             else:
                 part = computed.get(cell)
                 if part is None:
-                    part = _filled_cell(fill, cell, kept, computed, like, channels, out_size, shift)
+                    part = _filled_cell(fill, cell, kept, computed, padded, like, channels, out_size, shift)
                 rows, cols = cell_size(out_size, cell)
                 if (rows, cols) != (height, width):
                     part = F.pad(part, (0, width - cols, 0, height - rows))
