@@ -20,9 +20,11 @@ def _model():
 
 @pytest.mark.parametrize('layout', LAYOUTS)
 @pytest.mark.parametrize('train', [False, True])
-def test_one_graph_without_breaks(layout, train):
+@pytest.mark.parametrize('grad', [False, True], ids=['no_grad', 'grad'])
+def test_one_graph_without_breaks(layout, train, grad):
     model = _model().train(train).to(memory_format=layout)
-    explanation = torch._dynamo.explain(model)(torch.randn(2, 3, 15, 16).contiguous(memory_format=layout))
+    with torch.set_grad_enabled(grad):  # inference is compiled under no_grad, training with gradients
+        explanation = torch._dynamo.explain(model)(torch.randn(2, 3, 15, 16).contiguous(memory_format=layout))
     assert (explanation.graph_count, explanation.graph_break_count) == (1, 0), explanation.break_reasons
 
 

@@ -200,9 +200,10 @@ def skip_conv2d(x: torch.Tensor,
             for (c0, c1), lattices in zip(ranges, phases) if c1 > c0 for a, b in _skipped_cells(lattices))
     else:
         skipped = None
-    if torch.jit.is_tracing():
-        # The tracer (used by FLOP counters) cannot record a Function with Python-object arguments; plain
-        # in-place copies trace fine and do the same.
+    if torch.jit.is_tracing() or not (torch.is_grad_enabled() and any(p.requires_grad for p in parts)):
+        # Without a gradient to take, the Function only adds overhead. The tracer (used by FLOP counters) cannot
+        # record a Function with Python-object arguments, and torch.compile (2.14) breaks the graph on one under
+        # no_grad (it cannot set the tuple arguments on ctx); plain in-place copies do the same.
         return _scatter(out_like, memory_format, regions, skipped, fills, shift, parts)
     return _Scatter.apply(out_like, memory_format, tuple(regions), skipped, fills, shift, *parts)
 
