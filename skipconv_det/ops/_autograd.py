@@ -1,14 +1,15 @@
 # Copyright (c) skipconv_det contributors. Licensed under the Apache License 2.0.
 """SkipConv's autograd Functions: writing lattice results into the output (:class:`_Scatter`), the input windows
-the lattices read (:class:`_Window`), and the stride-2 convolution with a polyphase input gradient
-(:class:`_Stride2Conv`)."""
+the lattices read (:class:`_Window`, cut from a :class:`_WindowSource` that adds up their gradients), and the
+stride-2 convolution with a polyphase input gradient (:class:`_Stride2Conv`)."""
+from functools import lru_cache
 from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 
 from ._layout import _suggested_memory_format
-from .fill import apply_fill, fill_adjoint, fill_constant
+from .fill import apply_fill, fill_constant
 
 
 def _phase_taps(parity: int, pad: int, kernel: int, out_count: int,
@@ -108,39 +109,149 @@ class _Scatter(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, out_like, memory_format, regions, skipped, fills, shift, *parts):
-        ctx.regions, ctx.fills = regions, fills
+        ctx.regions, ctx.fills, ctx.memory_format = regions, fills, memory_format
         return _scatter(out_like, memory_format, regions, skipped, fills, shift, parts)
 
     @staticmethod
     def backward(ctx, grad_out):
-        if ctx.fills:
-            grad_out = fill_adjoint(grad_out, ctx.fills)
-        return (None, ) * 6 + tuple(grad_out[region] for region in ctx.regions)
+        if not ctx.fills:
+            return (None, ) * 6 + tuple(grad_out[region] for region in ctx.regions)
+        # Each part's gradient is a copy of its region (always a copy: grad_out is not ours to modify), in the
+        # part's layout, as the convolution's backward would make it anyway; the fill's adjoint adds into those
+        # copies: no output-sized copy, and in NCHW no element-strided adds.
+        grads = [grad_out[region].clone(memory_format=ctx.memory_format) for region in ctx.regions]
+        for channels, op, adds in _fill_adjoint_plan(ctx.fills, ctx.regions, *grad_out.shape[2:]):
+            g = grad_out[:, channels, op.rows, op.cols]
+            if len(op.offsets) > 1:  # weighted once, not once per source
+                g = g.mul(op.weight)
+            for part, (c, i, j), source in adds:
+                grads[part][:, c, i, j].add_(g[(slice(None), ) + source])
+        return (None, ) * 6 + tuple(grads)
+
+
+def _ranges(slices: Tuple[slice, ...], sizes: Tuple[int, ...]) -> Tuple[Tuple[int, int, int], ...]:
+    # As (start, stop, step): ranges compare by their elements, and the plan depends on their steps too.
+    return tuple(s.indices(n) for s, n in zip(slices, sizes))
+
+
+def _fill_adjoint_plan(fills, regions, height: int, width: int):
+    """``[(channels, op, [(part, index into that part, index into op's target)])]``: where the gradient of each
+    fill op's targets goes among the parts (regions ``(:, channels, rows, cols)``), op by op and source by source
+    (the order of an adjoint written on the whole output gradient, so each position sums in the same order)."""
+    sizes = (1 << 62, height, width)
+    targets = tuple((_ranges((c, op.rows, op.cols), sizes), op.offsets) for c, op in fills)
+    parts = tuple(_ranges(r[1:], sizes) for r in regions)
+    return [(c, op, adds) for (c, op), adds in zip(fills, _adjoint_adds(targets, parts)) if op.offsets]
+
+
+@lru_cache(maxsize=1024)
+def _adjoint_adds(targets, parts):
+    plan = []
+    parts = [[range(*axis) for axis in part] for part in parts]
+    for target, offsets in targets:
+        target = [range(*axis) for axis in target]
+        adds = []
+        for offset in offsets:
+            shift = (0, ) + offset
+            for index, part in enumerate(parts):
+                meets = [_meet(range(t.start + d, t.stop + d, t.step), p) for t, p, d in zip(target, part, shift)]
+                if all(meets):
+                    adds.append((index, tuple(_index(m, p) for m, p in zip(meets, part)),
+                                 tuple(_index(range(m.start - d, m.stop - d, m.step), t)
+                                       for m, t, d in zip(meets, target, shift))))
+        plan.append(tuple(adds))
+    return tuple(plan)
+
+
+def _meet(a: range, b: range) -> range:
+    """The positions in both ``a`` and ``b`` (steps 1 or 2)."""
+    if not a or not b:
+        return range(0)
+    step = max(a.step, b.step)
+    lo, hi = max(a[0], b[0]), min(a[-1], b[-1]) + 1
+    first = next((k for k in range(lo, lo + step) if (k - a[0]) % a.step == 0 and (k - b[0]) % b.step == 0), hi)
+    return range(first, hi, step)
+
+
+def _index(positions: range, within: range) -> slice:
+    """``positions`` (a subset of ``within``) as a slice of a tensor holding ``within``."""
+    start = (positions[0] - within[0]) // within.step
+    return slice(start, start + len(positions) * positions.step // within.step, positions.step // within.step)
+
+
+class _WindowGrads:
+    """The gradients of the windows cut from one :class:`_WindowSource`, kept until its backward adds them up."""
+
+    def __init__(self) -> None:
+        self.pending = []  # [(rows, cols, gradient of x[:, :, rows, cols])]
+
+
+class _WindowSource(torch.autograd.Function):
+    """``x`` itself, as the tensor a SkipConv's lattices read in place and cut their windows from: its backward
+    adds the windows' gradients (``grads``) into the slices of its own gradient (the convolutions that read it in
+    place), so a SkipConv makes one input-sized gradient instead of one zero-filled gradient per window."""
+
+    @staticmethod
+    def forward(ctx, x, grads: _WindowGrads):
+        ctx.set_materialize_grads(False)
+        ctx.like = (x.shape, x.dtype, x.device, _suggested_memory_format(x))
+        ctx.grads = grads
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        pending, ctx.grads.pending = ctx.grads.pending, []
+        if not pending:
+            return grad, None
+        if grad is None:
+            shape, dtype, device, memory_format = ctx.like
+            grad = torch.empty(shape, dtype=dtype, device=device, memory_format=memory_format).zero_()
+        # In place: this gradient is the convolutions' fresh input gradient (or their sum), held by no one else.
+        for rows, cols, window_grad in pending:
+            grad[:, :, rows, cols].add_(window_grad)
+        return grad, None
+
+
+def window_source(x: torch.Tensor) -> Tuple[torch.Tensor, Optional[_WindowGrads]]:
+    """``(x, grads)`` for a SkipConv's lattices: where autograd will need x's gradient, x as a
+    :class:`_WindowSource` and the gradients of the windows (:func:`_window`) cut from it; else (x, None)."""
+    if (not torch.is_grad_enabled() or not x.requires_grad or torch.jit.is_tracing()
+            or torch.compiler.is_compiling()):
+        return x, None
+    grads = _WindowGrads()
+    return _WindowSource.apply(x, grads), grads
 
 
 class _Window(torch.autograd.Function):
-    """``F.pad(x[:, :, rows, cols], pads)`` as a new tensor in ``memory_format``, with a backward that writes into
-    a zero gradient of x's own layout: autograd's slicing backward makes a contiguous (NCHW) one, and summing that
-    with a channels_last gradient is a slow transposing add."""
+    """``F.pad(x[:, :, rows, cols], pads)`` as a new tensor in ``memory_format``. Its gradient goes to ``grads``
+    if given (x is then a :class:`_WindowSource`, which adds it up); else into a zero gradient of x's own layout:
+    autograd's slicing backward makes a contiguous (NCHW) one, and summing that with a channels_last gradient is a
+    slow transposing add."""
 
     @staticmethod
-    def forward(ctx, x, rows, cols, pads, memory_format):
+    def forward(ctx, x, rows, cols, pads, memory_format, grads):
         ctx.like = (x.shape, x.dtype, x.device, _suggested_memory_format(x))
         ctx.window = rows, cols, pads
+        ctx.grads = grads
         return _window(x, rows, cols, pads, memory_format)
 
     @staticmethod
     def backward(ctx, grad):
-        shape, dtype, device, memory_format = ctx.like
         rows, cols, (wl, wh, hl, hh) = ctx.window
+        grad = grad[:, :, hl:grad.shape[2] - hh, wl:grad.shape[3] - wh]
+        if ctx.grads is not None:
+            ctx.grads.pending.append((rows, cols, grad))
+            return (None, ) * 6
+        shape, dtype, device, memory_format = ctx.like
         grad_x = torch.empty(shape, dtype=dtype, device=device, memory_format=memory_format).zero_()
-        grad_x[:, :, rows, cols].copy_(grad[:, :, hl:grad.shape[2] - hh, wl:grad.shape[3] - wh])
-        return grad_x, None, None, None, None
+        grad_x[:, :, rows, cols].copy_(grad)
+        return grad_x, None, None, None, None, None
 
 
-def _window(x, rows: slice, cols: slice, pads=(0, 0, 0, 0), memory_format=torch.contiguous_format):
+def _window(x, rows: slice, cols: slice, pads=(0, 0, 0, 0), memory_format=torch.contiguous_format,
+            grads: Optional[_WindowGrads] = None):
     """The input a lattice's conv reads: rows and columns of x (a crop, a subsampling, a border strip), padded
-    explicitly by ``pads`` (F.pad's order) and laid out in ``memory_format``."""
+    explicitly by ``pads`` (F.pad's order) and laid out in ``memory_format``. ``grads``: see :class:`_Window`."""
     if torch.is_grad_enabled() and x.requires_grad and not torch.jit.is_tracing():
-        return _Window.apply(x, rows, cols, pads, memory_format)
+        return _Window.apply(x, rows, cols, pads, memory_format, grads)
     return F.pad(x[:, :, rows, cols], pads).contiguous(memory_format=memory_format)

@@ -7,7 +7,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from ._autograd import _window
+from ._autograd import _window, window_source
 from ._cells import cell_size
 from ._saved import InputCopies
 from ._torch_compat import _conv2d
@@ -56,6 +56,10 @@ def lattice_pieces(x: torch.Tensor, phases: Sequence, ranges: Sequence[Tuple[int
     """Every kept position of the output, lattice by lattice: each lattice's main convolution reads ``x`` (of
     spatial ``size``, with implicit ``pads``) in place or a crop of it, and its few border positions that would
     need asymmetric padding come from thin padded strips."""
+    source, grads = window_source(x)  # the windows' gradients then go into x's gradient in one tensor
+    if source is not x:
+        copies.alias(source, x)
+    x = source
     pieces = []
     for phase, lattices in enumerate(phases):
         if ranges[phase][1] <= ranges[phase][0]:
@@ -73,21 +77,23 @@ def lattice_pieces(x: torch.Tensor, phases: Sequence, ranges: Sequence[Tuple[int
                     # A 1x1 kernel reads only the lattice's own pixels: subsample them (a quarter of the input,
                     # where a cropped view would be copied whole) and run a stride-1 conv.
                     rows, cols = (slice(p.crop, p.crop + p.step * (p.main - 1) + 1, p.step) for p in (ph, pw))
-                    pieces += conv(copies.make(_window, x, rows, cols, (0, 0, 0, 0), memory_format), (1, 1), 0,
-                                   ph.output_index(0, ph.main), pw.output_index(0, pw.main))
+                    window = copies.make(_window, x, rows, cols, (0, 0, 0, 0), memory_format, grads)
+                    pieces += conv(window, (1, 1), 0, ph.output_index(0, ph.main), pw.output_index(0, pw.main))
                 else:  # (x itself when nothing is cropped: a no-op slice still costs a full copy in backward)
                     inp = (copies.make(_window, x, slice(ph.crop, None), slice(pw.crop, None), (0, 0, 0, 0),
-                                       memory_format) if ph.crop or pw.crop else x)
+                                       memory_format, grads) if ph.crop or pw.crop else x)
                     pieces += conv(inp, steps, (ph.pad, pw.pad), ph.output_index(0, ph.main),
                                    pw.output_index(0, pw.main))
             if ph.main < ph.count:  # bottom rows, full width
                 h0, h1, hl, hh = ph.strip(size[0], ph.main)
                 w0, w1, wl, wh = pw.strip(size[1], 0)
-                strip = copies.make(_window, x, slice(h0, h1), slice(w0, w1), (wl, wh, hl, hh), memory_format)
+                strip = copies.make(_window, x, slice(h0, h1), slice(w0, w1), (wl, wh, hl, hh), memory_format,
+                                    grads)
                 pieces += conv(strip, steps, 0, ph.output_index(ph.main, ph.count), pw.output_index(0, pw.count))
             if ph.main and pw.main < pw.count:  # right columns of the main rows
                 w0, w1, wl, wh = pw.strip(size[1], pw.main)
-                strip = copies.make(_window, x, slice(ph.crop, None), slice(w0, w1), (wl, wh, 0, 0), memory_format)
+                strip = copies.make(_window, x, slice(ph.crop, None), slice(w0, w1), (wl, wh, 0, 0), memory_format,
+                                    grads)
                 pieces += conv(strip, steps, (ph.pad, 0), ph.output_index(0, ph.main),
                                pw.output_index(pw.main, pw.count))
     return pieces

@@ -50,6 +50,12 @@ class InputCopies:
                 self._recipes[_key(copy)] = weakref.ref(copy), parent + ((fn, args), )
         return copy
 
+    def alias(self, view: torch.Tensor, source: torch.Tensor) -> None:
+        """Remember ``view`` (all of ``source``, as a new tensor) as x or as the copy ``source`` is."""
+        recipe = () if source is self._x else self._recipe(source)
+        if self._active and recipe is not None and view.numel():
+            self._recipes[_key(view)] = weakref.ref(view), recipe
+
     def saved_as_recipes(self):
         """A context in which autograd keeps, for a copy made by :meth:`make`, x and the copy's recipe."""
         if not self._active:

@@ -178,21 +178,6 @@ def fill_constant(target: torch.Tensor, shift: Optional[torch.Tensor], channels:
         target.copy_(shift[channels].view(1, -1, 1, 1).expand_as(target))
 
 
-def fill_adjoint(grad: torch.Tensor, regions: Sequence[Tuple[slice, FillOp]]) -> torch.Tensor:
-    """The gradient with respect to the kept positions of :func:`apply_fill`'s input: ``grad`` plus, at each
-    source position, the weighted gradient of the positions filled from it (a new tensor)."""
-    grad_in = grad.clone()
-    for channels, op in regions:
-        if not op.offsets:
-            continue
-        g = grad[:, channels, op.rows, op.cols]
-        if len(op.offsets) > 1:  # weighted once, not once per source (op.weight is 1 for a single source)
-            g = g.mul(op.weight)
-        for o in op.offsets:
-            grad_in[(slice(None), channels) + op.source(o)].add_(g)
-    return grad_in
-
-
 def kept_cells_of(lattices) -> FrozenSet[Cell]:
     """The cells (i % 2, j % 2) that a phase's lattices (a, b) cover (None: both parities)."""
     return frozenset((a, b) for la, lb in lattices for a in ((0, 1) if la is None else (la,))
