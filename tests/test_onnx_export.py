@@ -31,10 +31,11 @@ def _geometries(count, seed):
             yield k, s, p, d, g, (h, w)
 
 
+@pytest.mark.parametrize('fills', ['convolutions', 'slices'])  # as exported to ONNX, as under torch.compile
 @pytest.mark.parametrize('fill', FILLS)
 @pytest.mark.parametrize('shift_channels', [False, True])
 @pytest.mark.parametrize('pattern', SKIP_PATTERNS)
-def test_exported_assembly_equals_the_operator(pattern, shift_channels, fill):
+def test_exported_assembly_equals_the_operator(pattern, shift_channels, fill, fills):
     gen = torch.Generator().manual_seed(0)
     for k, s, p, d, g, (h, w) in _geometries(8, seed=hash((pattern, shift_channels, fill)) % 1000):
         x = torch.randn(2, 8, h, w, generator=gen)
@@ -43,7 +44,7 @@ def test_exported_assembly_equals_the_operator(pattern, shift_channels, fill):
         for b, sh in itertools.product((None, bias), (None, shift)):
             args = (x, weight, b, s, p, d, g, pattern, shift_channels, fill, sh)
             expected = skip_conv2d(*args)
-            with cell_assembly():
+            with cell_assembly(fills):
                 got = skip_conv2d(*args)
             assert got.shape == expected.shape
             torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5,
@@ -51,12 +52,13 @@ def test_exported_assembly_equals_the_operator(pattern, shift_channels, fill):
                                        f'shift={sh is not None}')
 
 
-def test_exported_assembly_keeps_string_padding_and_padding_modes():
+@pytest.mark.parametrize('fills', ['convolutions', 'slices'])
+def test_exported_assembly_keeps_string_padding_and_padding_modes(fills):
     torch.manual_seed(0)
     for layer in (SkipConv2d(4, 6, 3, padding='same'), SkipConv2d(4, 6, 3, padding=1, padding_mode='reflect'),
                   SkipConv2d(4, 6, (3, 1), stride=(2, 1), padding=(1, 0), skip_pattern='row')):
         x = torch.randn(1, 4, 9, 8)
-        with cell_assembly():
+        with cell_assembly(fills):
             got = layer(x)
         torch.testing.assert_close(got, layer(x))
 
@@ -90,6 +92,26 @@ def test_onnxruntime_matches_pytorch_without_scatter(fill, tmp_path):
     assert max_abs_difference(module, onnxruntime_session(path), x) < 1e-5
     ops = onnx_op_counts(path)
     assert ops.get('Conv', 0) >= 3 and not {'ScatterND', 'ScatterElements', 'Scatter'} & set(ops)
+
+
+@pytest.mark.parametrize('fill, convs, muls', [('linear', 2 + 4, 2), ('nearest', 2 + 1, 1), ('zero', 2, 0)])
+def test_exported_fills_are_depthwise_convolutions(fill, convs, muls, tmp_path):
+    """After onnxruntime's portable fusions (Pad into Conv) a checkerboard layer is its two kept convolutions,
+    depthwise convolutions of them for the fills and the border maps' Muls: no Slice or Pad, which would take the
+    kept cells out of onnxruntime's blocked layout."""
+    import onnx
+    import onnxruntime
+    torch.manual_seed(0)
+    module, x = _Tuple(SkipConv2d(16, 16, 3, padding=1, fill=fill).eval()), torch.randn(1, 16, 12, 10)
+    path = export_onnx(module, x, str(tmp_path / 'layer.onnx'))
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(tmp_path / 'optimized.onnx')
+    session = onnxruntime.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+    assert max_abs_difference(module, session, x) < 1e-5
+    ops = [n.op_type for n in onnx.load(options.optimized_model_filepath, load_external_data=False).graph.node]
+    assert ops.count('Conv') == convs and ops.count('Mul') == muls
+    assert not {'Slice', 'Pad', 'ScatterND'} & set(ops)
 
 
 def test_torchscript_exporter_matches_pytorch(tmp_path):

@@ -3,8 +3,8 @@
 
 mmdet 3.x leaves exporting whole detectors (pre- and post-processing, NMS) to mmdeploy, so what is exported here
 is what carries the convolutions: the backbone, the backbone with its neck (``extract_feat``), or for a classifier
-the whole network (``mode='tensor'``). SkipConv layers export through the pixel-shuffle assembly of
-:mod:`skipconv_det.ops._pixel_shuffle`.
+the whole network (``mode='tensor'``). SkipConv layers export through the cell assembly of
+:mod:`skipconv_det.ops._cells`.
 """
 import os
 from typing import Dict, Optional, Sequence, Tuple

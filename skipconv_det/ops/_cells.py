@@ -1,13 +1,18 @@
 # Copyright (c) skipconv_det contributors. Licensed under the Apache License 2.0.
-"""SkipConv's output assembled from its four cells, interleaved: the formulation exported to ONNX.
+"""SkipConv's output assembled from its four cells, interleaved: the formulation exported to ONNX and compiled by
+torch.compile.
 
 Every pattern has period 2, so the output is four interleaved cells (i % 2, j % 2) of about a quarter of its
-size each. A kept cell is one convolution with twice the stride; a skipped cell is its fill, a weighted sum of
-shifted slices of the kept cells (the ops of :func:`~.fill.plan_fill`, translated to cell coordinates); and the
-four cells are interleaved into the output (a pixel shuffle, written as stacks and reshapes). No op
-writes into a view, so the exported graph holds convolutions, slices, adds and concatenations that runtimes do
-well, not ``ScatterND`` with index tensors (and the TorchScript exporter, which mistranslates the in-place fills
-of the eager assembly, has nothing in place to translate).
+size each. A kept cell is one convolution with twice the stride; a skipped cell is its fill (the rules of
+:mod:`~.fill`, translated to cell coordinates); and the four cells are interleaved into the output (a pixel
+shuffle, written as stacks and reshapes). A fill is built for its runtime:
+- exported to ONNX, as depthwise convolutions of the kept cells whose taps are the fill's weighted shifts, times a
+  constant map where the weights change at the output's border, so that onnxruntime's blocked layout (NCHWc)
+  keeps them, as it keeps the kept cells' convolutions, rather than reordering each kept cell out to slice it;
+- under torch.compile, as weighted sums of shifted slices of the kept cells, which inductor fuses with the
+  interleave into one kernel.
+No op writes into a view, so the graph has no ``ScatterND`` with index tensors (and the TorchScript exporter, which
+mistranslates the in-place fills of the eager assembly, has nothing in place to translate).
 """
 from contextlib import contextmanager
 from functools import lru_cache
@@ -19,15 +24,18 @@ import torch.nn.functional as F
 from .fill import Cell, _axis_groups, _sources, kept_cells_of
 
 _CELLS = ((0, 0), (0, 1), (1, 0), (1, 1))
-_forced = False
+_forced: Optional[str] = None  # the fills' formulation that cell_assembly() forces
 
 
 @contextmanager
-def cell_assembly():
-    """Within it, SkipConv assembles its output from cells in eager mode too (as when exported to ONNX): to
-    compare the two assemblies, and to test the exported one without exporting."""
+def cell_assembly(fills: str = 'convolutions'):
+    """Within it, SkipConv assembles its output from cells in eager mode too, with its skipped cells as
+    ``fills='convolutions'`` (as exported to ONNX) or ``'slices'`` (as under torch.compile): to compare the
+    assemblies, and to test them without exporting or compiling."""
+    if fills not in ('convolutions', 'slices'):
+        raise ValueError(f"fills must be 'convolutions' or 'slices', got {fills!r}")
     global _forced
-    previous, _forced = _forced, True
+    previous, _forced = _forced, fills
     try:
         yield
     finally:
@@ -35,8 +43,17 @@ def cell_assembly():
 
 
 def assembles_from_cells() -> bool:
-    """Whether SkipConv's output is assembled from cells: under ONNX export, or in :func:`cell_assembly`."""
-    return _forced or torch.onnx.is_in_onnx_export()
+    """Whether SkipConv's output is assembled from cells: under ONNX export, under torch.compile, or in
+    :func:`cell_assembly`. Inductor fuses the functional assembly (and the ops after it) into kernels that write
+    the output once, where the eager assembly's in-place writes would become chains of masked scatters that are
+    slow to compile and to run."""
+    return _forced is not None or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
+
+
+def _fills_by_convolutions() -> bool:
+    """Depthwise convolutions suit onnxruntime's blocked layout; inductor fuses shifted slices and adds into the
+    interleave instead."""
+    return _forced == 'convolutions' if _forced is not None else torch.onnx.is_in_onnx_export()
 
 
 def cell_size(out_size: Tuple[int, int], cell: Cell) -> Tuple[int, int]:
@@ -138,14 +155,10 @@ def _shifted(computed: Dict[Cell, torch.Tensor], source: Cell, row_shift: int, c
     return padded[source][:, :, 1 + row_shift:1 + row_shift + h, 1 + col_shift:1 + col_shift + w]
 
 
-def _filled_cell(fill: str, cell: Cell, kept: FrozenSet[Cell], computed: Dict[Cell, torch.Tensor],
-                 padded: Dict[Cell, torch.Tensor], like: torch.Tensor, channels: Tuple[int, int],
-                 out_size: Tuple[int, int], shift: Optional[torch.Tensor]) -> torch.Tensor:
-    """A skipped cell of one channel range, from the kept cells in ``computed`` (``padded`` as in
-    :func:`_shifted`)."""
-    size = cell_size(out_size, cell)
-    terms, no_source = ((), None) if fill == 'zero' else _fill_terms(fill, cell, kept, tuple(out_size))
-    value = None
+def _terms_by_slices(terms: Sequence[_FillTerm], computed: Dict[Cell, torch.Tensor], padded: Dict[Cell, torch.Tensor],
+                     like: torch.Tensor, size: Tuple[int, int], out_size: Tuple[int, int]) -> List[torch.Tensor]:
+    """Each fill term as a weighted sum of shifted slices of the kept cells (``padded`` as in :func:`_shifted`)."""
+    parts = []
     for term in terms:
         total = None
         for source, row_shift, col_shift in term.sources:
@@ -155,9 +168,74 @@ def _filled_cell(fill: str, cell: Cell, kept: FrozenSet[Cell], computed: Dict[Ce
             total = total * _block_map(like, term.weight)
         elif term.weight != 1:
             total = total * term.weight
-        value = total if value is None else value + total
-    if value is None:
+        parts.append(total)
+    return parts
+
+
+def _depthwise_shifts(computed: Dict[Cell, torch.Tensor], source: Cell, taps: Dict[Tuple[int, int], float],
+                      size: Tuple[int, int], out_size: Tuple[int, int]) -> torch.Tensor:
+    """``sum(w * computed[source][r + dr, c + dc] for (dr, dc), w in taps.items())`` for r, c of a cell of
+    ``size``, 0 outside the output: one depthwise convolution of the kept cell, whose zero padding is the outside
+    of the output (a Pad before it, which onnxruntime fuses into the convolution)."""
+    src = computed[source]
+    (h, w), (sh, sw) = size, cell_size(out_size, source)
+    if taps == {(0, 0): 1.0} and (h, w) == (sh, sw):
+        return src  # a copy of the kept cell ('nearest')
+    # The kernel spans the shifts, and 0 so that the padding never is negative; and far enough that the output has
+    # the size of the filled cell.
+    r0, c0 = min(0, *(dr for dr, _ in taps)), min(0, *(dc for _, dc in taps))
+    r1, c1 = max(sh - h, *(dr for dr, _ in taps)), max(sw - w, *(dc for _, dc in taps))
+    kernel = [[taps.get((dr, dc), 0.0) for dc in range(c0, c1 + 1)] for dr in range(r0, r1 + 1)]
+    channels = int(src.shape[1])  # a constant weight for the TorchScript exporter too, whose shapes are traced
+    weight = src.new_tensor([[kernel]] * channels)
+    pads = (-c0, w + c1 - sw, -r0, h + r1 - sh)
+    if any(pads):
+        src = F.pad(src, pads)
+    return F.conv2d(src, weight, groups=channels)
+
+
+def _terms_by_convolutions(terms: Sequence[_FillTerm], computed: Dict[Cell, torch.Tensor], like: torch.Tensor,
+                           size: Tuple[int, int], out_size: Tuple[int, int]) -> List[torch.Tensor]:
+    """The fill terms as depthwise convolutions of the kept cells: per source cell one for the terms of constant
+    weight (the weight in its taps), and one per term weighted by a :data:`BlockMap`, whose sum is multiplied by
+    the map."""
+    constant: Dict[Cell, Dict[Tuple[int, int], float]] = {}
+    mapped = []
+    for term in terms:
+        per_source = constant if not isinstance(term.weight, tuple) else {}
+        scale = term.weight if per_source is constant else 1.0
+        for source, row_shift, col_shift in term.sources:
+            taps = per_source.setdefault(source, {})
+            taps[row_shift, col_shift] = taps.get((row_shift, col_shift), 0.0) + scale
+        if per_source is not constant:
+            mapped.append((per_source, term.weight))
+    parts = []
+    for per_source, weight in [(constant, None)] + mapped:
+        total = None
+        for source, taps in sorted(per_source.items()):
+            part = _depthwise_shifts(computed, source, taps, size, out_size)
+            total = part if total is None else total + part
+        if total is not None:
+            parts.append(total if weight is None else total * _block_map(like, weight))
+    return parts
+
+
+def _filled_cell(fill: str, cell: Cell, kept: FrozenSet[Cell], computed: Dict[Cell, torch.Tensor],
+                 padded: Dict[Cell, torch.Tensor], like: torch.Tensor, channels: Tuple[int, int],
+                 out_size: Tuple[int, int], shift: Optional[torch.Tensor]) -> torch.Tensor:
+    """A skipped cell of one channel range, from the kept cells in ``computed`` (``padded`` as in
+    :func:`_shifted`)."""
+    size = cell_size(out_size, cell)
+    terms, no_source = ((), None) if fill == 'zero' else _fill_terms(fill, cell, kept, tuple(out_size))
+    if _fills_by_convolutions():
+        parts = _terms_by_convolutions(terms, computed, like, size, out_size)
+    else:
+        parts = _terms_by_slices(terms, computed, padded, like, size, out_size)
+    if not parts:
         return _constant(like, channels, size, shift)
+    value = parts[0]
+    for part in parts[1:]:
+        value = value + part
     if no_source is not None and shift is not None:
         value = value + _constant(like, channels, size, shift) * _block_map(like, no_source)
     return value
