@@ -15,6 +15,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 from ..analysis import get_model_complexity, model_latency
+from ..engine import enable_compile
 
 DEMO_CONFIGS = {
     'dense': 'configs/demo/faster-rcnn_r18-w16-scratch_fpn_1xb8-6e_synthetic-coco.py',
@@ -57,8 +58,11 @@ def train_and_measure(name: str, cfg: Config, latency_repeats: int = 20) -> Dict
     Returns:
         dict: ``config``, ``work_dir``, ``checkpoint``, ``log``, ``train_time_s``, ``metrics`` (bbox mAP,
         mAP@50, mAP@75 on val), ``complexity`` (see :func:`~skipconv_det.analysis.get_model_complexity`) and
-        ``latency`` (see :func:`~skipconv_det.analysis.model_latency`, 'predict' mode, batch of one).
+        ``latency`` (see :func:`~skipconv_det.analysis.model_latency`, 'predict' mode, batch of one). A
+        ``compile`` key compiles the backbone and neck for training and validation
+        (:func:`~skipconv_det.engine.enable_compile`); FLOPs and latency are measured on the eager model.
     """
+    enable_compile(cfg)
     runner = Runner.from_cfg(cfg)
     start = time.perf_counter()
     runner.train()

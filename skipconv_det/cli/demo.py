@@ -13,7 +13,7 @@ from mmengine.config import DictAction
 
 from ..apis.demo import DEMO_CONFIGS, _demo_config, format_table, train_and_measure
 from ..datasets.synthetic_coco import generate_synthetic_coco
-from ..engine import enable_amp
+from ..engine import enable_amp, enable_compile
 from .args import add_cfg_options_arg
 
 
@@ -33,6 +33,9 @@ def build_demo_parser() -> argparse.ArgumentParser:
     parser.add_argument('--latency-repeats', type=int, default=20, help='timed inference runs per model')
     parser.add_argument('--amp', action='store_true',
                         help='train in mixed precision, as tools/train.py --amp (bfloat16 on the CPU, float16 on CUDA)')
+    parser.add_argument('--compile', action='store_true',
+                        help='torch.compile the backbone and neck in training and evaluation, as tools/train.py '
+                        '--compile (torch.compile arguments: --cfg-options compile.backend=aot_eager)')
     add_cfg_options_arg(parser, 'override settings of both configs, as in tools/train.py, e.g. train_cfg.max_epochs=2')
     return parser
 
@@ -54,6 +57,7 @@ def run_demo(args: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         cfg = _demo_config(config, osp.join(args.work_dir, name), args.data_root, args.seed, args.cfg_options)
         if args.amp:
             enable_amp(cfg)
+        enable_compile(cfg, force=args.compile)
         results.append(train_and_measure(name, cfg, args.latency_repeats))
 
     summary = dict(

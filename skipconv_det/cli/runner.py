@@ -11,6 +11,7 @@ from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from ..engine import enable_compile
 from ..engine.checks import add_custom_import, check_custom_imports
 from ..models import skipconv_model_cfg
 from .args import add_cfg_options_arg, add_launcher_args, add_skipconv_args, conversion_kwargs
@@ -56,7 +57,9 @@ def _setup_cpu_distributed(cfg: Config) -> None:
 
 
 def build_runner(cfg: Config, args: argparse.Namespace) -> Runner:
-    """The config's Runner (its own ``runner_type`` if it names one), set up for ``args.launcher``."""
+    """The config's Runner (its own ``runner_type`` if it names one), set up for ``args.launcher``; a ``compile``
+    key compiles the backbone and neck (:func:`~skipconv_det.engine.enable_compile`)."""
+    enable_compile(cfg)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     if args.launcher == 'pytorch' and not torch.cuda.is_available():

@@ -1,14 +1,16 @@
 # Copyright (c) skipconv_det contributors. Licensed under the Apache License 2.0.
 """``tools/train.py``: MMDetection's train tool for any OpenMMLab config (the config's ``default_scope`` decides
 which library builds it: mmdet, mmpretrain, ...), plus ``--skipconv``, which turns the config's model into a
-SkipConv one without editing the config, by wrapping ``cfg.model`` in ``SkipConvModel``; exact resume is on."""
+SkipConv one without editing the config, by wrapping ``cfg.model`` in ``SkipConvModel``; exact resume is on.
+``--compile`` (or the config key ``compile``) compiles the backbone and neck, not mmengine's whole ``train_step``
+(see :mod:`skipconv_det.engine.compile`)."""
 import argparse
 from typing import List, Optional
 
 from mmengine.runner import Runner
 
 from ..datasets.checks import check_datasets
-from ..engine import enable_amp, enable_exact_resume, readable_checkpoint_errors
+from ..engine import enable_amp, enable_compile, enable_exact_resume, readable_checkpoint_errors
 from .args import parse_skipconv_args
 from .runner import add_runner_args, build_runner, load_config
 
@@ -18,6 +20,9 @@ def _train_parser() -> argparse.ArgumentParser:
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--amp', action='store_true', default=False,
                         help='enable automatic-mixed-precision training (float16 on CUDA, bfloat16 on the CPU)')
+    parser.add_argument('--compile', action='store_true',
+                        help='torch.compile the backbone and neck, as the config key compile=True (which '
+                        'tools/train.py also takes: --cfg-options compile=True or compile.backend=aot_eager)')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='enable automatically scaling LR.')
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
@@ -45,6 +50,7 @@ def run_train(argv: Optional[List[str]] = None) -> Runner:
     check_datasets(cfg, splits=('train', 'val'))
     if args.amp:
         enable_amp(cfg)
+    enable_compile(cfg, force=args.compile)
     if args.auto_scale_lr:
         if 'enable' not in cfg.get('auto_scale_lr', {}) or 'base_batch_size' not in cfg.auto_scale_lr:
             raise RuntimeError('Can not find "auto_scale_lr" or "auto_scale_lr.enable" or '
