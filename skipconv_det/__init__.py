@@ -4,8 +4,8 @@ Importing the package, e.g. with ``custom_imports = dict(imports=['skipconv_det'
 type this project's configs name:
 
 - on mmengine's root registries, visible from the mmdet and mmpretrain scopes alike: the ``SkipConv`` conv type and
-  the ``SkipConvModel`` builder (MODELS), ``ResumableEpochBasedTrainLoop`` (LOOPS), ``RandomStateHook`` and
-  ``ChannelsLastHook`` (HOOKS), ``CPUAmpOptimWrapper`` (OPTIM_WRAPPERS);
+  the ``SkipConvModel`` builder (MODELS), ``ResumableEpochBasedTrainLoop`` (LOOPS), ``RandomStateHook``,
+  ``ChannelsLastHook`` and ``CompileHook`` (HOOKS), ``CPUAmpOptimWrapper`` (OPTIM_WRAPPERS);
 - where mmdet is installed, on mmdet's MODELS: ``ConvCfgRPNHead``;
 - where mmpretrain is installed, on mmpretrain's MODELS: ``CifarResNet`` and ``MobileNetV2_CIFAR``, and on its
   DATASETS: ``UnverifiedCIFAR10`` and ``UnverifiedCIFAR100``.

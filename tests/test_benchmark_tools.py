@@ -119,3 +119,16 @@ def test_benchmark_model_with_bn_folded():
     assert result['fuse_bn'] and 'train step' not in result['dense']  # folded models are for inference
     assert list(result['memory']['ratio']) == ['inference']
     assert 'BN folded' in format_model_table(result)
+
+
+def test_model_benchmark_times_only_the_layouts_asked_for(capsys):
+    from skipconv_det.cli.benchmark import run_benchmark
+    report = run_benchmark(['model', CIFAR_RESNET, '--shape', '16', '16', '--no-train', '--no-memory', '--warmup', '0',
+                            '--repeats', '1', '--layouts', 'channels_last'])
+    result = report['result']
+    for name in ('dense', 'skipconv'):
+        assert all(set(times) == {'channels_last'} for times in result[name].values())
+    assert result['ratio']['backbone'] == result['skipconv']['backbone']['channels_last'] / \
+        result['dense']['backbone']['channels_last']
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith('| backbone |'))
+    assert row.split(' | ')[1] == '-' and row.split(' | ')[3] == '-'  # the NCHW columns: not timed

@@ -47,11 +47,12 @@ def _train_step(model: nn.Module, inputs: torch.Tensor, samples: Any) -> Callabl
 
 
 def time_models(models: Dict[str, nn.Module], scope: str, shape: Tuple[int, int], device: str = 'cpu',
-                train: bool = True, compile: bool = False, **timing) -> Dict[str, Dict[str, Dict[str, float]]]:
+                train: bool = True, compile: bool = False, layouts: Sequence[str] = tuple(LAYOUTS),
+                **timing) -> Dict[str, Dict[str, Dict[str, float]]]:
     """Median ms of each stage (and a training step) of each model in each memory layout, the models timed in
     turns (see :func:`measure_latencies`): ``{model: {stage: {layout: ms}}}``. With ``compile``, the backbone
     and neck stages are also timed under ``torch.compile`` (inductor; compiled in the warm-up), as
-    ``'<stage> compiled'``."""
+    ``'<stage> compiled'``. ``layouts``: the names of :data:`LAYOUTS` to time."""
     models = {name: model.to(device) for name, model in models.items()}
     inputs, samples = dummy_batch(scope, shape, device=device,
                                   data_preprocessor=next(iter(models.values())).data_preprocessor)
@@ -61,7 +62,8 @@ def time_models(models: Dict[str, nn.Module], scope: str, shape: Tuple[int, int]
         for name, t in measure_latencies(calls, device=device, **timing).items():
             results[name].setdefault(stage, {})[layout] = t['median_ms']
 
-    for layout, memory_format in LAYOUTS.items():
+    for layout in layouts:
+        memory_format = LAYOUTS[layout]
         x = inputs.contiguous(memory_format=memory_format)
         stages = {}
         for name, model in models.items():
@@ -89,7 +91,8 @@ def _model_bytes(model: nn.Module) -> int:
 
 
 def measure_models_memory(models: Dict[str, nn.Module], scope: str, shape: Tuple[int, int], device: str = 'cpu',
-                          train: bool = True) -> Dict[str, Dict[str, Dict[str, int]]]:
+                          train: bool = True,
+                          layouts: Sequence[str] = tuple(LAYOUTS)) -> Dict[str, Dict[str, Dict[str, int]]]:
     """Peak memory in bytes of inference (and a training step) of each model in each memory layout:
     ``{model: {stage: {layout: bytes}}}``. A model's peak is its parameters and buffers plus what the call
     allocates at once on top of them (:func:`~skipconv_det.analysis.memory.peak_memory`), so models that share a
@@ -98,7 +101,8 @@ def measure_models_memory(models: Dict[str, nn.Module], scope: str, shape: Tuple
     inputs, samples = dummy_batch(scope, shape, device=device,
                                   data_preprocessor=next(iter(models.values())).data_preprocessor)
     results: Dict[str, Dict[str, Dict[str, int]]] = {name: {} for name in models}
-    for layout, memory_format in LAYOUTS.items():
+    for layout in layouts:
+        memory_format = LAYOUTS[layout]
         x = inputs.contiguous(memory_format=memory_format)
         for name, model in models.items():
             model.to(memory_format=memory_format).eval()
@@ -131,19 +135,20 @@ def benchmark_model(config: str,
                     compile: bool = False,
                     memory: bool = True,
                     onnxruntime: bool = False,
+                    layouts: Sequence[str] = tuple(LAYOUTS),
                     **timing) -> Dict[str, Any]:
     """Dense vs SkipConv timing of a config's model (see :func:`time_models`), with best-layout ratios, and with
     ``memory`` their peak memory under ``'memory'`` (see :func:`measure_models_memory`), ratios likewise.
     ``fuse_bn`` folds every BN into the conv before it in both models first (inference only, as deployed).
     ``onnxruntime`` also times the backbone and backbone + neck exported to ONNX, in onnxruntime (CPU), under
-    ``'onnxruntime'``, with ratios against dense in onnxruntime."""
+    ``'onnxruntime'``, with ratios against dense in onnxruntime. ``layouts`` as in :func:`time_models`."""
     models, lib_scope = _dense_and_skipconv(config, cfg_options, skip_pattern, shift_channels, scope)
     if fuse_bn:
         models = {name: fuse_conv_bn(model.eval()) for name, model in models.items()}
         train = False
     result = dict(config=config, shape=list(shape), device=device, threads=torch.get_num_threads(),
                   fuse_bn=fuse_bn)
-    result.update(time_models(models, lib_scope, shape, device, train, compile, **timing))
+    result.update(time_models(models, lib_scope, shape, device, train, compile, layouts, **timing))
     # Against the best dense of the same stage, eager or compiled, in either layout.
     best_dense = {}
     for stage, times in result['dense'].items():
@@ -165,7 +170,7 @@ def benchmark_model(config: str,
         result['onnxruntime'] = dict(times, ratio={part: times['skipconv'][part] / times['dense'][part]
                                                    for part in times['dense']})
     if memory:
-        peaks = measure_models_memory(models, lib_scope, shape, device, train)
+        peaks = measure_models_memory(models, lib_scope, shape, device, train, layouts)
         peaks['ratio'] = {stage: min(peaks['skipconv'][stage].values()) / min(peaks['dense'][stage].values())
                           for stage in peaks['dense']}
         result['memory'] = peaks
@@ -178,8 +183,9 @@ def _layout_rows(values: Dict[str, Any], ratio: Dict[str, float], cell) -> List[
              '|---|---|---|---|---|---|']
     for stage, dense in values['dense'].items():
         skip = values['skipconv'][stage]
-        lines.append(f"| {stage} | {cell(dense['nchw'])} | {cell(dense['channels_last'])} | {cell(skip['nchw'])} "
-                     f"| {cell(skip['channels_last'])} | {ratio[stage]:.2f}× |")
+        values = [times.get(layout) for times in (dense, skip) for layout in ('nchw', 'channels_last')]
+        cells = ' | '.join('-' if v is None else cell(v) for v in values)  # '-': a layout not timed
+        lines.append(f'| {stage} | {cells} | {ratio[stage]:.2f}× |')
     return lines
 
 

@@ -74,6 +74,8 @@ def parse_benchmark_args(argv: Optional[List[str]] = None) -> argparse.Namespace
                        'skipconv_det.analysis.memory)')
     model.add_argument('--compile', action='store_true',
                        help='also time backbone and backbone+neck under torch.compile (inductor)')
+    model.add_argument('--layouts', nargs='+', choices=['nchw', 'channels_last'], default=['nchw', 'channels_last'],
+                       help='memory layouts to time (default: both; the faster one counts)')
     model.add_argument('--fuse-bn', action='store_true',
                        help='fold BN into the convs first (skipconv_det.models.fuse_conv_bn); inference only')
     add_cfg_options_arg(model, 'override config settings')
@@ -116,6 +118,7 @@ def run_benchmark(argv: Optional[List[str]] = None) -> dict:
     else:
         result = benchmark_model(args.config, tuple(args.shape), args.device, not args.no_train, args.cfg_options,
                                  fuse_bn=args.fuse_bn, compile=args.compile, memory=not args.no_memory,
+                                 layouts=args.layouts,
                                  onnxruntime=args.runtime == 'onnxruntime',
                                  **conversion_kwargs(args), **timing)
         print(format_model_table(result))
