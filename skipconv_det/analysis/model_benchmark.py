@@ -183,8 +183,8 @@ def _layout_rows(values: Dict[str, Any], ratio: Dict[str, float], cell) -> List[
              '|---|---|---|---|---|---|']
     for stage, dense in values['dense'].items():
         skip = values['skipconv'][stage]
-        values = [times.get(layout) for times in (dense, skip) for layout in ('nchw', 'channels_last')]
-        cells = ' | '.join('-' if v is None else cell(v) for v in values)  # '-': a layout not timed
+        row = [times.get(layout) for times in (dense, skip) for layout in ('nchw', 'channels_last')]
+        cells = ' | '.join('-' if v is None else cell(v) for v in row)  # '-': a layout not timed
         lines.append(f'| {stage} | {cells} | {ratio[stage]:.2f}× |')
     return lines
 

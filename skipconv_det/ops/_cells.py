@@ -226,7 +226,9 @@ def _filled_cell(fill: str, cell: Cell, kept: FrozenSet[Cell], computed: Dict[Ce
     """A skipped cell of one channel range, from the kept cells in ``computed`` (``padded`` as in
     :func:`_shifted`)."""
     size = cell_size(out_size, cell)
-    terms, no_source = ((), None) if fill == 'zero' else _fill_terms(fill, cell, kept, tuple(out_size))
+    # torch.compile traces the planning once per graph anyway, and warns about a cache it would bypass.
+    plan = _fill_terms.__wrapped__ if torch.compiler.is_compiling() else _fill_terms
+    terms, no_source = ((), None) if fill == 'zero' else plan(fill, cell, kept, tuple(out_size))
     if _fills_by_convolutions():
         parts = _terms_by_convolutions(terms, computed, like, size, out_size)
     else:
