@@ -10,14 +10,16 @@ TESTED := requirements/tested.txt
 install: $(STAMP)
 
 $(STAMP): setup.py $(TESTED) tools/install_mmcv.sh
-	@echo "== [1/4] virtual environment $(VENV) (Python 3.11)"
+	@echo "== [1/5] virtual environment $(VENV) (Python 3.11)"
 	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
-	@echo "== [2/4] torch + torchvision ($(TESTED))"
+	@echo "== [2/5] torch + torchvision ($(TESTED))"
 	$(PY) -m pip install --progress-bar off -c $(TESTED) torch torchvision wheel ninja
-	@echo "== [3/4] mmcv with compiled ops ($(TESTED); cached wheel, or an ~18 min build)"
+	@echo "== [3/5] mmcv with compiled ops ($(TESTED); cached wheel, or an ~18 min build)"
 	bash tools/install_mmcv.sh $(PY)
-	@echo "== [4/4] mmengine, mmdet, mmpretrain, pycocotools, pytest and skipconv_det (editable)"
+	@echo "== [4/5] mmengine, mmdet, mmpretrain, pycocotools, pytest and skipconv_det (editable)"
 	$(PY) -m pip install --progress-bar off -c $(TESTED) -e '.[mmpretrain,tests]'
+	@echo "== [5/5] SkipConv's CPU kernels (built once into torch's extension cache)"
+	$(PY) -c "from skipconv_det.ops._extension import load; assert load(), 'build failed'"
 	touch $(STAMP)
 
 test: install

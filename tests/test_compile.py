@@ -5,6 +5,7 @@ import torch
 import torch.nn as nn
 
 from skipconv_det import SkipConv2d
+from skipconv_det.ops import compile_mode
 
 LAYOUTS = [torch.contiguous_format, torch.channels_last]
 
@@ -50,3 +51,39 @@ def test_compiled_matches_eager_without_recompiles(layout):
     with torch._dynamo.config.patch(error_on_recompile=True):  # ... and nothing recompiles after that
         for train in (True, False):
             check(train, 1)
+
+
+def _graph_ops(explanation):
+    return {str(node.target) for graph in explanation.graphs for node in graph.graph.nodes}
+
+
+@pytest.mark.parametrize('mode', ['opaque', 'traced'])
+@pytest.mark.parametrize('grad', [False, True], ids=['no_grad', 'grad'])
+def test_compile_mode_decides_what_the_graph_holds(mode, grad):
+    """Inference compiles each SkipConv as one custom op by default ('opaque'); with gradients, or with
+    ``compile_mode('traced')``, its PyTorch formulation is traced."""
+    model = _model().eval()
+    with compile_mode(mode), torch.set_grad_enabled(grad):
+        explanation = torch._dynamo.explain(model)(torch.randn(2, 3, 15, 16))
+    assert (explanation.graph_count, explanation.graph_break_count) == (1, 0), explanation.break_reasons
+    opaque = [op for op in _graph_ops(explanation) if 'skipconv_det.skip_conv2d' in op]
+    assert len(opaque) == (1 if mode == 'opaque' and not grad else 0), _graph_ops(explanation)
+
+
+@pytest.mark.parametrize('layout', LAYOUTS)
+def test_opaque_op_under_inductor_matches_eager(layout):
+    """The custom op's fake implementation gives the real output's shape and strides, which inductor plans its
+    kernels around: the compiled model equals the eager one, in both layouts."""
+    torch._dynamo.reset()
+    model = _model().eval().to(memory_format=layout)
+    x = torch.randn(2, 3, 15, 16).contiguous(memory_format=layout)
+    with torch.no_grad():
+        compiled, expected = torch.compile(model)(x), model(x)
+    torch.testing.assert_close(compiled, expected)
+    assert compiled.stride() == expected.stride()
+
+
+def test_compile_mode_refuses_unknown_modes():
+    with pytest.raises(ValueError, match='opaque, traced'):
+        with compile_mode('fused'):
+            pass

@@ -92,23 +92,21 @@ def test_compile_trains_skipconv_detector_in_one_graph(tiny_skipconv_config, tmp
     assert dumped.custom_hooks[-1] == dict(type='CompileHook', backend='aot_eager') and 'compile' not in dumped
 
 
-@pytest.mark.parametrize('value,force,hook', [
-    (True, False, dict(type='CompileHook')),
-    (dict(backend='aot_eager', dynamic=False), False, dict(type='CompileHook', backend='aot_eager', dynamic=False)),
-    (None, True, dict(type='CompileHook')),
-    (False, True, dict(type='CompileHook')),
-    (None, False, None),
-    (False, False, None),
+@pytest.mark.parametrize('value,hook', [
+    (True, dict(type='CompileHook')),
+    (dict(backend='aot_eager', dynamic=False), dict(type='CompileHook', backend='aot_eager', dynamic=False)),
+    (None, None),
+    (False, None),
 ])
-def test_enable_compile_moves_the_key_into_a_hook(value, force, hook):
+def test_enable_compile_moves_the_key_into_a_hook(value, hook):
     cfg = Config(dict(model=dict(type='FasterRCNN')) if value is None else dict(model=dict(), compile=value))
-    enable_compile(cfg, force=force)
+    enable_compile(cfg)
     if hook is None:
         assert cfg.get('custom_hooks') is None and cfg.get('compile', None) == value
     else:
         assert cfg.custom_hooks == [hook] and 'compile' not in cfg
         assert 'skipconv_det' in cfg.custom_imports.imports
-        enable_compile(cfg, force=force)  # once only
+        enable_compile(cfg)  # once only
         assert cfg.custom_hooks == [hook]
 
 

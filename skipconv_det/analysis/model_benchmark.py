@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from ..models.fuse import fuse_conv_bn
+from ..ops import compile_mode as skipconv_compile_mode
 from .complexity import measure_latencies, profile_calls
 from .dummy_data import dummy_batch
 from .flops import build_model_from_config, dense_and_skipconv_twins
@@ -48,11 +49,12 @@ def _train_step(model: nn.Module, inputs: torch.Tensor, samples: Any) -> Callabl
 
 def time_models(models: Dict[str, nn.Module], scope: str, shape: Tuple[int, int], device: str = 'cpu',
                 train: bool = True, compile: bool = False, layouts: Sequence[str] = tuple(LAYOUTS),
-                **timing) -> Dict[str, Dict[str, Dict[str, float]]]:
+                compile_mode: str = 'opaque', **timing) -> Dict[str, Dict[str, Dict[str, float]]]:
     """Median ms of each stage (and a training step) of each model in each memory layout, the models timed in
     turns (see :func:`measure_latencies`): ``{model: {stage: {layout: ms}}}``. With ``compile``, the backbone
     and neck stages are also timed under ``torch.compile`` (inductor; compiled in the warm-up), as
-    ``'<stage> compiled'``. ``layouts``: the names of :data:`LAYOUTS` to time."""
+    ``'<stage> compiled'``, SkipConv as ``compile_mode`` (:func:`skipconv_det.ops.compile_mode`). ``layouts``:
+    the names of :data:`LAYOUTS` to time."""
     models = {name: model.to(device) for name, model in models.items()}
     inputs, samples = dummy_batch(scope, shape, device=device,
                                   data_preprocessor=next(iter(models.values())).data_preprocessor)
@@ -74,8 +76,9 @@ def time_models(models: Dict[str, nn.Module], scope: str, shape: Tuple[int, int]
                 record(stage, layout, {name: fns[stage] for name, fns in stages.items()})
             for stage in COMPILED_STAGES if compile else ():
                 torch._dynamo.reset()
-                record(f'{stage} compiled', layout,
-                       {name: torch.compile(fns[stage]) for name, fns in stages.items() if stage in fns})
+                with skipconv_compile_mode(compile_mode):  # compiled in the first (warm-up) call
+                    record(f'{stage} compiled', layout,
+                           {name: torch.compile(fns[stage]) for name, fns in stages.items() if stage in fns})
         if train:
             for model in models.values():
                 model.train()
@@ -133,6 +136,7 @@ def benchmark_model(config: str,
                     scope: Optional[Sequence[str]] = None,
                     fuse_bn: bool = False,
                     compile: bool = False,
+                    compile_mode: str = 'opaque',
                     memory: bool = True,
                     onnxruntime: bool = False,
                     layouts: Sequence[str] = tuple(LAYOUTS),
@@ -147,8 +151,8 @@ def benchmark_model(config: str,
         models = {name: fuse_conv_bn(model.eval()) for name, model in models.items()}
         train = False
     result = dict(config=config, shape=list(shape), device=device, threads=torch.get_num_threads(),
-                  fuse_bn=fuse_bn)
-    result.update(time_models(models, lib_scope, shape, device, train, compile, layouts, **timing))
+                  fuse_bn=fuse_bn, compile_mode=compile_mode if compile else None)
+    result.update(time_models(models, lib_scope, shape, device, train, compile, layouts, compile_mode, **timing))
     # Against the best dense of the same stage, eager or compiled, in either layout.
     best_dense = {}
     for stage, times in result['dense'].items():
@@ -194,6 +198,7 @@ def format_model_table(result: Dict[str, Any]) -> str:
     lines = [
         f"{result['config']} @ {result['shape'][0]}x{result['shape'][1]}, {result['device']}, "
         f"{'BN folded, ' if result.get('fuse_bn') else ''}"
+        f"{'compiled SkipConv ' + result['compile_mode'] + ', ' if result.get('compile_mode') else ''}"
         f"{result['threads']} threads (median ms; CL = channels_last)"
     ]
     lines += _layout_rows(result, result['ratio'], lambda ms: f'{ms:.0f}')

@@ -74,6 +74,9 @@ def parse_benchmark_args(argv: Optional[List[str]] = None) -> argparse.Namespace
                        'skipconv_det.analysis.memory)')
     model.add_argument('--compile', action='store_true',
                        help='also time backbone and backbone+neck under torch.compile (inductor)')
+    model.add_argument('--compile-mode', choices=['opaque', 'traced'], default='opaque',
+                       help='how torch.compile sees SkipConv in inference: one custom op (opaque, the default) '
+                       'or its PyTorch formulation (traced); see skipconv_det.ops.compile_mode')
     model.add_argument('--layouts', nargs='+', choices=['nchw', 'channels_last'], default=['nchw', 'channels_last'],
                        help='memory layouts to time (default: both; the faster one counts)')
     model.add_argument('--fuse-bn', action='store_true',
@@ -117,7 +120,8 @@ def run_benchmark(argv: Optional[List[str]] = None) -> dict:
         print(result)
     else:
         result = benchmark_model(args.config, tuple(args.shape), args.device, not args.no_train, args.cfg_options,
-                                 fuse_bn=args.fuse_bn, compile=args.compile, memory=not args.no_memory,
+                                 fuse_bn=args.fuse_bn, compile=args.compile, compile_mode=args.compile_mode,
+                                 memory=not args.no_memory,
                                  layouts=args.layouts,
                                  onnxruntime=args.runtime == 'onnxruntime',
                                  **conversion_kwargs(args), **timing)

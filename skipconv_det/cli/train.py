@@ -10,7 +10,7 @@ from typing import List, Optional
 from mmengine.runner import Runner
 
 from ..datasets.checks import check_datasets
-from ..engine import enable_amp, enable_compile, enable_exact_resume, readable_checkpoint_errors
+from ..engine import enable_amp, enable_exact_resume, readable_checkpoint_errors
 from .args import parse_skipconv_args
 from .runner import add_runner_args, build_runner, load_config
 
@@ -50,7 +50,8 @@ def run_train(argv: Optional[List[str]] = None) -> Runner:
     check_datasets(cfg, splits=('train', 'val'))
     if args.amp:
         enable_amp(cfg)
-    enable_compile(cfg, force=args.compile)
+    if args.compile and not cfg.get('compile', None):
+        cfg.compile = True  # build_runner turns it into a CompileHook
     if args.auto_scale_lr:
         if 'enable' not in cfg.get('auto_scale_lr', {}) or 'base_batch_size' not in cfg.auto_scale_lr:
             raise RuntimeError('Can not find "auto_scale_lr" or "auto_scale_lr.enable" or '

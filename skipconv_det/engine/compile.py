@@ -61,14 +61,12 @@ class CompileHook(Hook):
         vars(self._model(runner)).pop(self.target, None)
 
 
-def enable_compile(cfg: Config, force: bool = False) -> None:
-    """Turn ``cfg.compile`` (mmengine's key: True, or a dict of ``torch.compile`` keyword arguments) into a
-    :class:`CompileHook` of ``extract_feat``, and take the key out so that mmengine compiles no ``train_step``
-    (see the module docstring). A config without the key, or with ``compile=False``, is left as it is, unless
-    ``force`` (``--compile``): then it is compiled as with ``compile=True``."""
+def enable_compile(cfg: Config) -> None:
+    """Turn ``cfg.compile`` (mmengine's key: True, or a dict of ``torch.compile`` keyword arguments; the tools'
+    ``--compile`` sets True) into a :class:`CompileHook` of ``extract_feat``, and take the key out so that
+    mmengine compiles no ``train_step`` (see the module docstring). A config without the key, or with
+    ``compile=False``, is left as it is."""
     compile_cfg = cfg.get('compile', None)
-    if force and not compile_cfg:
-        compile_cfg = True
     if compile_cfg is None or compile_cfg is False:
         return
     if compile_cfg is not True and not isinstance(compile_cfg, dict):

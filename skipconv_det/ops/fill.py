@@ -20,6 +20,8 @@ from typing import FrozenSet, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
+from ._extension import fill_kernel_applies
+
 FILLS = ('zero', 'nearest', 'linear')
 
 _NEAREST_ORDER = ((0, -1), (-1, 0), (-1, -1), (0, 1), (1, 0), (1, 1), (-1, 1), (1, -1))
@@ -129,7 +131,31 @@ def fill_regions(fill: str, kept_cells: Sequence[Tuple[Tuple[int, int], FrozenSe
 def apply_fill(out: torch.Tensor, regions: Sequence[Tuple[slice, FillOp]],
                shift: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Write the fill of every skipped position of ``out`` (whose kept positions are computed) in place.
-    Positions without a source hold 0, or the per-channel ``shift`` (see :func:`~.skip_conv.skip_conv2d`)."""
+    Positions without a source hold 0, or the per-channel ``shift`` (see :func:`~.skip_conv.skip_conv2d`).
+
+    On the CPU the compiled kernel (:mod:`._extension`) writes each op's targets once; elsewhere PyTorch ops do
+    (:func:`apply_fill_by_torch_ops`), with the same results."""
+    if regions and fill_kernel_applies(out):
+        plan, weights = [], []
+        for channels, op in regions:
+            if not op.offsets:
+                fill_constant(out[:, channels, op.rows, op.cols], shift, channels)
+                continue
+            height, width = out.shape[2:]
+            c0, c1, _ = channels.indices(out.shape[1])
+            rows, cols = range(*op.rows.indices(height)), range(*op.cols.indices(width))
+            plan += [c0, c1, rows.start, len(rows), rows.step, cols.start, len(cols), cols.step, len(op.offsets)]
+            plan += [d for offset in op.offsets for d in offset]
+            weights.append(op.weight)
+        if plan:
+            torch.ops.skipconv_det.apply_fill_(out, plan, weights)
+        return out
+    return apply_fill_by_torch_ops(out, regions, shift)
+
+
+def apply_fill_by_torch_ops(out: torch.Tensor, regions: Sequence[Tuple[slice, FillOp]],
+                            shift: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """:func:`apply_fill` with PyTorch ops, one per source (and one for the weight) per fill op."""
     # In NCHW a stride-2 view reads and writes single elements, so several sources are summed from contiguous
     # copies of the kept lattices (one per cell and channel range, shared by the ops) and written once. In
     # channels_last each position's channels lie together and the strided views are fast as they are.

@@ -23,6 +23,7 @@ from torch.nn.modules.utils import _pair
 
 from ._autograd import _Scatter, _scatter
 from ._cells import assemble_from_cells, assembles_from_cells
+from ._custom_op import opaque_under_compile, skip_conv2d_op
 from ._lattice_conv import _pads_explicitly, cell_conv, lattice_pieces
 from ._layout import _suggested_memory_format
 from ._saved import InputCopies
@@ -142,6 +143,9 @@ def skip_conv2d(x: torch.Tensor,
         raise TypeError(f'SkipConv got a {x.dtype} input for a {weight.dtype} weight; it needs the same floating '
                         f'dtype for both, e.g. x.to({weight.dtype}) or layer.to({x.dtype}).')
     stride, dilation = _pair(stride), _pair(dilation)
+    if opaque_under_compile(x, weight, bias, padding, shift):
+        return skip_conv2d_op(x, weight, bias, list(stride), list(_pair(padding)), list(dilation), groups,
+                              skip_pattern, shift_channels, fill, shift)
     if shift is not None:
         if shift.requires_grad and torch.is_grad_enabled():  # a learnt shift: plain autograd
             out = skip_conv2d(x, weight, bias, stride, padding, dilation, groups, skip_pattern, shift_channels, fill)
