@@ -1,7 +1,7 @@
-"""SkipConv's compiled CPU fill (``skipconv_det/ops/csrc/fill.cpp``): it builds where a C++ compiler is, it writes
-exactly what the PyTorch ops of :func:`apply_fill_by_torch_ops` write (bit for bit in float32 and float64) for every
-pattern, fill, border and layout, eager SkipConv on the CPU runs it, and without it SkipConv gives the same
-outputs."""
+"""SkipConv's compiled CPU kernels (``skipconv_det/ops/csrc/fill.cpp``): they build where a C++ compiler is, the
+fill writes exactly what the PyTorch ops of :func:`apply_fill_by_torch_ops` write (bit for bit in float32 and
+float64) for every pattern, fill, border and layout, eager SkipConv on the CPU runs them (in NCHW the whole output
+plane by plane), and without them SkipConv gives the same outputs."""
 import os
 import shutil
 import subprocess
@@ -72,6 +72,59 @@ def test_eager_skip_conv_runs_the_kernel_and_matches_the_reference():
 
 
 @needs_kernel
+@pytest.mark.parametrize('pattern,shift_channels', [('checkerboard', False), ('grid', True), ('row', False)])
+def test_nchw_output_is_assembled_plane_by_plane(pattern, shift_channels):
+    """In NCHW the parts and the fill are written by one kernel call, with what the separate writes give."""
+    torch.manual_seed(0)
+    x, weight, shift = torch.randn(2, 5, 11, 12), torch.randn(6, 5, 3, 3), torch.randn(6)
+    with torch.profiler.profile() as prof:
+        out = skip_conv2d(x, weight, None, 1, 1, skip_pattern=pattern, shift_channels=shift_channels,
+                          fill='linear', shift=shift)
+    assert 'skipconv_det::assemble_' in {event.key for event in prof.key_averages()}
+    expected = reference(x, weight, None, 1, 1, 1, 1, pattern, shift_channels, 'linear') + shift.view(1, -1, 1, 1)
+    torch.testing.assert_close(out, expected)
+
+
+@needs_kernel
+@pytest.mark.parametrize('shape,kernel,stride,padding,pads_explicitly', [
+    ((2, 5, 11, 12), 3, 1, 1, True), ((1, 4, 37, 41), 3, 1, 1, False), ((2, 6, 9, 14), 1, 1, 0, True),
+    ((1, 3, 17, 16), 3, 2, 1, False)], ids=['padded copy', 'border strips', '1x1', 'strided'])
+@pytest.mark.parametrize('pattern,shift_channels', [('checkerboard', False), ('grid', True), ('col', True)])
+@pytest.mark.parametrize('fill', ['nearest', 'linear'])
+def test_nchw_backward_by_planes_gives_the_torch_ops_gradients(monkeypatch, shape, kernel, stride, padding,
+                                                               pads_explicitly, pattern, shift_channels, fill):
+    """The parts' gradients and the fill's adjoint, one NCHW plane at a time, bit for bit as the PyTorch ops."""
+    from skipconv_det.ops import _autograd, fill as fill_module, skip_conv
+    monkeypatch.setattr(skip_conv, '_pads_explicitly', lambda x, weight: pads_explicitly)
+    torch.manual_seed(0)
+    x, weight, bias = torch.randn(*shape), torch.randn(7, shape[1], kernel, kernel), torch.randn(7)
+    grads = []
+    for kernels in (True, False):
+        if not kernels:
+            monkeypatch.setattr(_autograd, 'fill_kernel_applies', lambda t: False)
+            monkeypatch.setattr(fill_module, 'fill_kernel_applies', lambda t: False)
+        leaves = [t.clone().requires_grad_() for t in (x, weight, bias)]
+        with torch.profiler.profile() as prof:
+            out = skip_conv2d(*leaves, stride, padding, skip_pattern=pattern, shift_channels=shift_channels,
+                              fill=fill)
+            out.backward(torch.randn(out.shape, generator=torch.Generator().manual_seed(1)))
+        ran = 'skipconv_det::disassemble_' in {event.key for event in prof.key_averages()}
+        assert ran == kernels
+        grads.append([out.detach()] + [t.grad for t in leaves])
+    for by_kernel, by_ops in zip(*grads):
+        assert torch.equal(by_kernel, by_ops)
+
+
+@needs_kernel
+def test_assembly_refuses_a_part_that_does_not_fit_its_region():
+    out, part = torch.zeros(1, 2, 4, 4), torch.ones(1, 2, 2, 3)
+    with pytest.raises(RuntimeError, match='does not match its region'):
+        torch.ops.skipconv_det.assemble_(out, [part], [0, 2, 0, 2, 2, 0, 2, 2], [], [], None)
+    with pytest.raises(RuntimeError, match='does not match its region'):
+        torch.ops.skipconv_det.disassemble_(out, [part], [0, 2, 0, 2, 2, 0, 2, 2], [], [])
+
+
+@needs_kernel
 def test_kernel_refuses_a_plan_outside_the_output():
     out = torch.zeros(1, 2, 4, 4)
     with pytest.raises(RuntimeError, match='outside the output'):
@@ -83,9 +136,10 @@ import torch
 from skipconv_det import skip_conv2d
 from skipconv_det.ops import _extension
 torch.manual_seed(0)
-x = torch.randn(1, 4, 9, 10).contiguous(memory_format=torch.channels_last)
-outs = [skip_conv2d(x, torch.randn(8, 4, 3, 3), None, 1, 1, fill=f, skip_pattern=p)
-        for f in ('nearest', 'linear') for p in ('checkerboard', 'grid')]
+outs = [skip_conv2d(torch.randn(1, 4, 9, 10).contiguous(memory_format=layout), torch.randn(8, 4, 3, 3), None, 1, 1,
+                   fill=f, skip_pattern=p, shift=torch.randn(8))
+        for layout in (torch.contiguous_format, torch.channels_last) for f in ('nearest', 'linear')
+        for p in ('checkerboard', 'grid')]
 assert not _extension.load()
 torch.save(outs, {path!r})
 """
@@ -97,8 +151,10 @@ def test_without_the_kernel_skip_conv_gives_the_same_outputs(tmp_path):
     env = dict(os.environ, SKIPCONV_DET_EXTENSION='0', PYTHONPATH=ROOT)
     subprocess.run([sys.executable, '-c', SAME_WITHOUT_KERNEL.format(path=path)], check=True, env=env, timeout=300)
     torch.manual_seed(0)
-    x = torch.randn(1, 4, 9, 10).contiguous(memory_format=torch.channels_last)
-    outs = [skip_conv2d(x, torch.randn(8, 4, 3, 3), None, 1, 1, fill=f, skip_pattern=p)
-            for f in ('nearest', 'linear') for p in ('checkerboard', 'grid')]
+    outs = [skip_conv2d(torch.randn(1, 4, 9, 10).contiguous(memory_format=layout), torch.randn(8, 4, 3, 3), None, 1,
+                        1, fill=f, skip_pattern=p, shift=torch.randn(8))
+            for layout in (torch.contiguous_format, torch.channels_last) for f in ('nearest', 'linear')
+            for p in ('checkerboard', 'grid')]
+    assert len(outs) == 8
     for without, here in zip(torch.load(path), outs):
         assert torch.equal(without, here)

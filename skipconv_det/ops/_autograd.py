@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from ._layout import _suggested_memory_format
-from .fill import apply_fill, fill_constant
+from ._extension import fill_kernel_applies
+from .fill import apply_fill, assemble_in_planes, fill_constant, kernel_ranges
 
 
 def _phase_taps(parity: int, pad: int, kernel: int, out_count: int,
@@ -87,6 +88,8 @@ class _Stride2Conv(torch.autograd.Function):
 def _scatter(out_like, memory_format, regions, skipped, fills, shift, parts):
     shape, dtype, device = out_like
     out = torch.empty(shape, dtype=dtype, device=device, memory_format=memory_format)
+    if assemble_in_planes(out, regions, parts, fills, shift):
+        return out
     if skipped is None:
         fill_constant(out, shift, slice(None))
     for region in skipped or ():
@@ -119,6 +122,8 @@ class _Scatter(torch.autograd.Function):
         # Each part's gradient is a copy of its region (always a copy: grad_out is not ours to modify), in the
         # part's layout, as the convolution's backward would make it anyway; the fill's adjoint adds into those
         # copies: no output-sized copy, and in NCHW no element-strided adds.
+        if ctx.memory_format == torch.contiguous_format and grad_out.is_contiguous() and fill_kernel_applies(grad_out):
+            return (None, ) * 6 + tuple(_disassemble_in_planes(grad_out, ctx.regions, ctx.fills))
         grads = [grad_out[region].clone(memory_format=ctx.memory_format) for region in ctx.regions]
         for channels, op, adds in _fill_adjoint_plan(ctx.fills, ctx.regions, *grad_out.shape[2:]):
             g = grad_out[:, channels, op.rows, op.cols]
@@ -127,6 +132,29 @@ class _Scatter(torch.autograd.Function):
             for part, (c, i, j), source in adds:
                 grads[part][:, c, i, j].add_(g[(slice(None), ) + source])
         return (None, ) * 6 + tuple(grads)
+
+
+def _disassemble_in_planes(grad_out: torch.Tensor, regions, fills):
+    """:class:`_Scatter`'s backward (the parts' gradients: their regions of ``grad_out``, plus the fill's adjoint)
+    by the compiled kernel, one NCHW plane at a time, in the order of the PyTorch ops."""
+    height, width = grad_out.shape[2:]
+    encoded = [n for region in regions for n in kernel_ranges(grad_out, *region[1:])]
+    sizes = [(encoded[8 * p + 1] - encoded[8 * p], encoded[8 * p + 3], encoded[8 * p + 6]) for p in range(len(regions))]
+    adds, weights = [], []
+    for channels, op, op_adds in _fill_adjoint_plan(fills, regions, height, width):
+        target = kernel_ranges(grad_out, channels, op.rows, op.cols)
+        op_c0, op_c1, op_r0, op_rows, op_r_step, op_q0, op_cols, op_q_step = target
+        weight = op.weight if len(op.offsets) > 1 else 1.0
+        for part, index, source in op_adds:
+            (pc, pr, pq), (gc, gr, gq) = ([range(*s.indices(n)) for s, n in zip(slices, shape)]
+                                          for slices, shape in ((index, sizes[part]),
+                                                                (source, (op_c1 - op_c0, op_rows, op_cols))))
+            adds += [part, pc.start, gc.start, len(pc), pr.start, pr.step, gr.start, gr.step, len(pr), pq.start,
+                     pq.step, gq.start, gq.step, len(pq), op_c0, op_r0, op_r_step, op_q0, op_q_step]
+            weights.append(weight)
+    grads = [grad_out.new_empty((grad_out.shape[0], ) + size) for size in sizes]
+    torch.ops.skipconv_det.disassemble_(grad_out, grads, encoded, adds, weights)
+    return grads
 
 
 def _ranges(slices: Tuple[slice, ...], sizes: Tuple[int, ...]) -> Tuple[Tuple[int, int, int], ...]:

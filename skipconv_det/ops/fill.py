@@ -136,21 +136,46 @@ def apply_fill(out: torch.Tensor, regions: Sequence[Tuple[slice, FillOp]],
     On the CPU the compiled kernel (:mod:`._extension`) writes each op's targets once; elsewhere PyTorch ops do
     (:func:`apply_fill_by_torch_ops`), with the same results."""
     if regions and fill_kernel_applies(out):
-        plan, weights = [], []
         for channels, op in regions:
             if not op.offsets:
                 fill_constant(out[:, channels, op.rows, op.cols], shift, channels)
-                continue
-            height, width = out.shape[2:]
-            c0, c1, _ = channels.indices(out.shape[1])
-            rows, cols = range(*op.rows.indices(height)), range(*op.cols.indices(width))
-            plan += [c0, c1, rows.start, len(rows), rows.step, cols.start, len(cols), cols.step, len(op.offsets)]
-            plan += [d for offset in op.offsets for d in offset]
-            weights.append(op.weight)
+        plan, weights = _kernel_plan(out, [r for r in regions if r[1].offsets])
         if plan:
             torch.ops.skipconv_det.apply_fill_(out, plan, weights)
         return out
     return apply_fill_by_torch_ops(out, regions, shift)
+
+
+def kernel_ranges(out: torch.Tensor, channels: slice, rows: slice, cols: slice) -> List[int]:
+    """A region of ``out`` as the kernels read it: c0, c1, first row, rows, row step, first column, columns,
+    column step."""
+    c0, c1, _ = channels.indices(out.shape[1])
+    rows, cols = range(*rows.indices(out.shape[2])), range(*cols.indices(out.shape[3]))
+    return [c0, c1, rows.start, len(rows), rows.step, cols.start, len(cols), cols.step]
+
+
+def _kernel_plan(out: torch.Tensor, regions: Sequence[Tuple[slice, FillOp]]) -> Tuple[List[int], List[float]]:
+    """The fill ops as the kernels read them: per op its region, the number of sources and their offsets."""
+    plan, weights = [], []
+    for channels, op in regions:
+        plan += kernel_ranges(out, channels, op.rows, op.cols) + [len(op.offsets)]
+        plan += [d for offset in op.offsets for d in offset]
+        weights.append(op.weight)
+    return plan, weights
+
+
+def assemble_in_planes(out: torch.Tensor, regions: Sequence[tuple], parts: Sequence[torch.Tensor],
+                       fills: Sequence[Tuple[slice, FillOp]], shift: Optional[torch.Tensor] = None) -> bool:
+    """Write SkipConv's NCHW output in one pass per (sample, channel) plane with the compiled kernel: each part
+    into its region ``(:, channels, rows, cols)``, then the ``fills``, while the plane is in cache. Whether it
+    could (a contiguous CPU output, a fill to write, the kernel built); if not, ``out`` is untouched."""
+    if not (fills and out.is_contiguous() and fill_kernel_applies(out)
+            and all(part.dtype == out.dtype for part in parts)):
+        return False
+    encoded = [n for region in regions for n in kernel_ranges(out, *region[1:])]
+    plan, weights = _kernel_plan(out, fills)
+    torch.ops.skipconv_det.assemble_(out, list(parts), encoded, plan, weights, shift)
+    return True
 
 
 def apply_fill_by_torch_ops(out: torch.Tensor, regions: Sequence[Tuple[slice, FillOp]],
