@@ -138,8 +138,8 @@ def _disassemble_in_planes(grad_out: torch.Tensor, regions, fills):
     """:class:`_Scatter`'s backward (the parts' gradients: their regions of ``grad_out``, plus the fill's adjoint)
     by the compiled kernel, one NCHW plane at a time, in the order of the PyTorch ops."""
     height, width = grad_out.shape[2:]
-    encoded = [n for region in regions for n in kernel_ranges(grad_out, *region[1:])]
-    sizes = [(encoded[8 * p + 1] - encoded[8 * p], encoded[8 * p + 3], encoded[8 * p + 6]) for p in range(len(regions))]
+    ranges = [kernel_ranges(grad_out, *region[1:]) for region in regions]
+    sizes = [(c1 - c0, rows, cols) for c0, c1, _, rows, _, _, cols, _ in ranges]
     adds, weights = [], []
     for channels, op, op_adds in _fill_adjoint_plan(fills, regions, height, width):
         target = kernel_ranges(grad_out, channels, op.rows, op.cols)
@@ -153,7 +153,7 @@ def _disassemble_in_planes(grad_out: torch.Tensor, regions, fills):
                      pq.step, gq.start, gq.step, len(pq), op_c0, op_r0, op_r_step, op_q0, op_q_step]
             weights.append(weight)
     grads = [grad_out.new_empty((grad_out.shape[0], ) + size) for size in sizes]
-    torch.ops.skipconv_det.disassemble_(grad_out, grads, encoded, adds, weights)
+    torch.ops.skipconv_det.disassemble_(grad_out, grads, [n for r in ranges for n in r], adds, weights)
     return grads
 
 

@@ -60,6 +60,7 @@ def _import_cpp_extension():
 
 
 def fill_kernel_applies(out: torch.Tensor) -> bool:
-    """Whether :func:`torch.ops.skipconv_det.apply_fill_` can fill ``out`` here."""
+    """Whether the kernels (``torch.ops.skipconv_det.apply_fill_``, ``assemble_``, ``disassemble_``) can write
+    ``out`` here: a 4D CPU tensor, outside tracing and compiling, with the kernels built."""
     return (out.device.type == 'cpu' and out.dim() == 4 and not torch.jit.is_tracing()
             and not torch.compiler.is_compiling() and load())

@@ -102,7 +102,25 @@ void check_target(const at::Tensor& out, int64_t c0, int64_t c1, int64_t r0, int
 }
 
 std::vector<FillOp> parse_plan(at::IntArrayRef plan, c10::ArrayRef<double> weights, const at::Tensor& out,
-                               bool allow_constant);
+                               bool allow_constant) {
+  const at::IntArrayRef strides = out.strides();
+  std::vector<FillOp> ops;
+  for (size_t at = 0, index = 0; at < plan.size(); ++index) {
+    TORCH_CHECK(at + kHeader <= plan.size() && index < weights.size(), "skipconv_det: truncated fill plan");
+    const int64_t* h = plan.data() + at;
+    FillOp op{h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], {}, weights[index]};
+    const int64_t num_sources = h[8];
+    TORCH_CHECK((num_sources > 0 || allow_constant) && at + kHeader + 2 * num_sources <= plan.size(),
+                "skipconv_det: bad fill plan");
+    for (int64_t s = 0; s < num_sources; ++s) {
+      op.sources.push_back(h[kHeader + 2 * s] * strides[2] + h[kHeader + 2 * s + 1] * strides[3]);
+    }
+    check_target(out, op.c0, op.c1, op.r0, op.rows, op.row_step, op.col0, op.cols, op.col_step);
+    ops.push_back(std::move(op));
+    at += kHeader + 2 * num_sources;
+  }
+  return ops;
+}
 
 void apply_fill_(at::Tensor out, at::IntArrayRef plan, c10::ArrayRef<double> weights) {
   TORCH_CHECK(out.dim() == 4, "apply_fill_ expects a 4D output, got ", out.dim(), " dimensions");
@@ -120,6 +138,22 @@ void apply_fill_(at::Tensor out, at::IntArrayRef plan, c10::ArrayRef<double> wei
 // One region of the output that a part (a lattice's results) holds: channels [c0, c1), rows r0 + k * row_step
 // (k < rows), columns col0 + k * col_step (k < cols).
 constexpr int64_t kRegion = 8;
+
+// Each part (a lattice's results, or their gradient) is a 4D CPU tensor of out's dtype and of its region's shape,
+// and its region lies inside out.
+void check_parts(const at::Tensor& out, at::TensorList parts, at::IntArrayRef regions, bool contiguous,
+                 const char* op) {
+  TORCH_CHECK(regions.size() == kRegion * parts.size(), op, ": one region per part");
+  for (size_t p = 0; p < parts.size(); ++p) {
+    const int64_t* r = regions.data() + kRegion * p;
+    const at::Tensor& part = parts[p];
+    TORCH_CHECK(part.dim() == 4 && part.device().is_cpu() && (!contiguous || part.is_contiguous()) &&
+                    part.scalar_type() == out.scalar_type() && part.size(0) == out.size(0) &&
+                    part.size(1) == r[1] - r[0] && part.size(2) == r[3] && part.size(3) == r[6],
+                op, ": a part does not match its region");
+    check_target(out, r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]);
+  }
+}
 
 template <typename scalar_t>
 void assemble_plane(scalar_t* plane, int64_t n, int64_t c, const int64_t width, const at::TensorList parts,
@@ -151,27 +185,6 @@ void assemble_plane(scalar_t* plane, int64_t n, int64_t c, const int64_t width, 
   }
 }
 
-std::vector<FillOp> parse_plan(at::IntArrayRef plan, c10::ArrayRef<double> weights, const at::Tensor& out,
-                               bool allow_constant) {
-  const at::IntArrayRef strides = out.strides();
-  std::vector<FillOp> ops;
-  for (size_t at = 0, index = 0; at < plan.size(); ++index) {
-    TORCH_CHECK(at + kHeader <= plan.size() && index < weights.size(), "skipconv_det: truncated fill plan");
-    const int64_t* h = plan.data() + at;
-    FillOp op{h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], {}, weights[index]};
-    const int64_t num_sources = h[8];
-    TORCH_CHECK((num_sources > 0 || allow_constant) && at + kHeader + 2 * num_sources <= plan.size(),
-                "skipconv_det: bad fill plan");
-    for (int64_t s = 0; s < num_sources; ++s) {
-      op.sources.push_back(h[kHeader + 2 * s] * strides[2] + h[kHeader + 2 * s + 1] * strides[3]);
-    }
-    check_target(out, op.c0, op.c1, op.r0, op.rows, op.row_step, op.col0, op.cols, op.col_step);
-    ops.push_back(std::move(op));
-    at += kHeader + 2 * num_sources;
-  }
-  return ops;
-}
-
 // SkipConv's output in NCHW, one (sample, channel) plane at a time: the parts copied into their regions, then the
 // fill, while the plane is in cache. Element-strided copies and fills over the whole output would each touch
 // every cache line of it again.
@@ -179,16 +192,7 @@ void assemble_(at::Tensor out, at::TensorList parts, at::IntArrayRef regions, at
                c10::ArrayRef<double> weights, const std::optional<at::Tensor>& shift) {
   TORCH_CHECK(out.dim() == 4 && out.device().is_cpu() && out.is_contiguous(),
               "assemble_ expects a contiguous (NCHW) 4D CPU output");
-  TORCH_CHECK(regions.size() == kRegion * parts.size(), "assemble_: one region per part");
-  for (size_t p = 0; p < parts.size(); ++p) {
-    const int64_t* r = regions.data() + kRegion * p;
-    const at::Tensor& part = parts[p];
-    TORCH_CHECK(part.dim() == 4 && part.device().is_cpu() && part.scalar_type() == out.scalar_type() &&
-                    part.size(0) == out.size(0) && part.size(1) == r[1] - r[0] && part.size(2) == r[3] &&
-                    part.size(3) == r[6],
-                "assemble_: a part does not match its region");
-    check_target(out, r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]);
-  }
+  check_parts(out, parts, regions, false, "assemble_");
   const std::vector<FillOp> ops = parse_plan(plan, weights, out, true);
   std::optional<at::Tensor> shift_values;
   if (shift.has_value()) {
@@ -225,16 +229,7 @@ void disassemble_(at::Tensor grad, at::TensorList part_grads, at::IntArrayRef re
                   c10::ArrayRef<double> weights) {
   TORCH_CHECK(grad.dim() == 4 && grad.device().is_cpu() && grad.is_contiguous(),
               "disassemble_ expects a contiguous (NCHW) 4D CPU gradient");
-  TORCH_CHECK(regions.size() == kRegion * part_grads.size(), "disassemble_: one region per part");
-  for (size_t p = 0; p < part_grads.size(); ++p) {
-    const int64_t* r = regions.data() + kRegion * p;
-    const at::Tensor& part = part_grads[p];
-    TORCH_CHECK(part.dim() == 4 && part.is_contiguous() && part.scalar_type() == grad.scalar_type() &&
-                    part.size(0) == grad.size(0) && part.size(1) == r[1] - r[0] && part.size(2) == r[3] &&
-                    part.size(3) == r[6],
-                "disassemble_: a part's gradient does not match its region");
-    check_target(grad, r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]);
-  }
+  check_parts(grad, part_grads, regions, true, "disassemble_");
   TORCH_CHECK(adds.size() == kAdd * weights.size(), "disassemble_: one weight per add");
   std::vector<AdjointAdd> plan;
   for (size_t a = 0; a < weights.size(); ++a) {
