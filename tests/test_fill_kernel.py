@@ -91,13 +91,15 @@ def test_nchw_output_is_assembled_plane_by_plane(pattern, shift_channels):
     ((1, 3, 17, 16), 3, 2, 1, False)], ids=['padded copy', 'border strips', '1x1', 'strided'])
 @pytest.mark.parametrize('pattern,shift_channels', [('checkerboard', False), ('grid', True), ('col', True)])
 @pytest.mark.parametrize('fill', ['nearest', 'linear'])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
 def test_nchw_backward_by_planes_gives_the_torch_ops_gradients(monkeypatch, shape, kernel, stride, padding,
-                                                               pads_explicitly, pattern, shift_channels, fill):
-    """The parts' gradients and the fill's adjoint, one NCHW plane at a time, bit for bit as the PyTorch ops."""
+                                                               pads_explicitly, pattern, shift_channels, fill, dtype):
+    """The NCHW output and its parts' gradients with the fill's adjoint, one plane at a time, bit for bit as the
+    PyTorch ops."""
     from skipconv_det.ops import _autograd, fill as fill_module, skip_conv
     monkeypatch.setattr(skip_conv, '_pads_explicitly', lambda x, weight: pads_explicitly)
     torch.manual_seed(0)
-    x, weight, bias = torch.randn(*shape), torch.randn(7, shape[1], kernel, kernel), torch.randn(7)
+    x, weight, bias = (torch.randn(*size, dtype=dtype) for size in (shape, (7, shape[1], kernel, kernel), (7, )))
     grads = []
     for kernels in (True, False):
         if not kernels:
@@ -107,7 +109,7 @@ def test_nchw_backward_by_planes_gives_the_torch_ops_gradients(monkeypatch, shap
         with torch.profiler.profile() as prof:
             out = skip_conv2d(*leaves, stride, padding, skip_pattern=pattern, shift_channels=shift_channels,
                               fill=fill)
-            out.backward(torch.randn(out.shape, generator=torch.Generator().manual_seed(1)))
+            out.backward(torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=dtype))
         ran = 'skipconv_det::disassemble_' in {event.key for event in prof.key_averages()}
         assert ran == kernels
         grads.append([out.detach()] + [t.grad for t in leaves])
