@@ -51,6 +51,14 @@ def _check_pattern(skip_pattern: str) -> None:
         raise ValueError(f'Unknown skip_pattern {skip_pattern!r}; use one of {", ".join(SKIP_PATTERNS)}.')
 
 
+def skip_phases(skip_pattern: str) -> tuple:
+    """The phases of a pattern: phase g (what channel group g keeps when channels are shifted; phase 0 is the
+    pattern itself) as a tuple of lattices (a, b): output rows i % 2 == a (every row if a is None) and columns
+    j % 2 == b (every column if b is None)."""
+    _check_pattern(skip_pattern)
+    return _PHASES[skip_pattern]
+
+
 def skip_density(skip_pattern: str) -> float:
     """Fraction of output positions a pattern keeps (on an even-sized grid)."""
     _check_pattern(skip_pattern)
