@@ -1,5 +1,6 @@
-"""The SPEC's reference for SkipConv: ``F.conv2d(...)`` with the skipped positions filled by the SPEC's rules
-(zeros for fill='zero'), and the check of skip_conv2d's forward and gradients against it."""
+"""The reference for SkipConv (docs/operator.md, Definition): ``F.conv2d(...)`` with the skipped positions filled by
+the rules of docs/operator.md, Fills (zeros for fill='zero'), and the check of skip_conv2d's forward and gradients
+against it."""
 import torch
 import torch.nn.functional as F
 from torch.nn.modules.utils import _pair
@@ -20,8 +21,8 @@ _NEAREST_ORDER = [(0, -1), (-1, 0), (-1, -1), (0, 1), (1, 0), (1, 1), (-1, 1), (
 
 
 def reference_fill(y, mask, fill):
-    """The SPEC's fill rules, written position-independently: y's value at (i + di, j + dj) is read through a
-    one-pixel zero border, and it counts where that neighbour lies inside the output and is kept."""
+    """The fill rules (docs/operator.md, Fills), written position-independently: y's value at (i + di, j + dj) is
+    read through a one-pixel zero border, and it counts where that neighbour lies inside the output and is kept."""
     height, width = y.shape[2:]
     padded_y = F.pad(y, (1, 1, 1, 1))
     padded_mask = F.pad(mask, (1, 1, 1, 1), value=False)

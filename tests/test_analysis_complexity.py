@@ -14,7 +14,7 @@ DEMO_SKIPCONV = 'configs/demo/faster-rcnn_r18-w16-scratch-skipconv_fpn_1xb8-6e_s
 
 def analytic_flops(model, inputs):
     """FLOPs counted by hand from one forward: each conv's multiply-adds at the output positions it keeps
-    (every position for nn.Conv2d, ``skip_mask`` for SkipConv2d, i.e. the SPEC's definition), plus two FLOPs per
+    (every position for nn.Conv2d, ``skip_mask`` for SkipConv2d: docs/operator.md, Counting FLOPs), plus two FLOPs per
     element for each eval-mode affine BatchNorm (mmengine's convention: scale and shift)."""
     total = []
 

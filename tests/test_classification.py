@@ -99,7 +99,8 @@ def test_every_skipconv_config_has_a_dense_twin():
         dense, skip = load_config(twin), load_config(name)
         conv_cfg = skip.model.backbone.pop('conv_cfg')
         assert conv_cfg.type == 'SkipConv'
-        assert conv_cfg.skip_pattern != 'grid' or conv_cfg.shift_channels, 'grid configs shift channels (SPEC)'
+        assert conv_cfg.skip_pattern != 'grid' or conv_cfg.shift_channels, \
+            'grid configs shift channels (docs/operator.md, shift_channels)'
         # Only the convs differ: same model otherwise, same data, same schedule.
         for key in ('model', 'train_dataloader', 'val_dataloader', 'optim_wrapper', 'param_scheduler', 'train_cfg'):
             assert _unscoped(skip[key]) == _unscoped(dense[key]), key

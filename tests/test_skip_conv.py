@@ -1,4 +1,5 @@
-"""SkipConv2d / skip_conv2d against the SPEC's reference ``F.conv2d(...) * mask``, forward and gradients."""
+"""SkipConv2d / skip_conv2d against the reference ``F.conv2d(...) * mask`` (docs/operator.md, Definition), forward
+and gradients."""
 import itertools
 import os
 

@@ -1,4 +1,4 @@
-"""Property-based exactness of skip_conv2d against the SPEC reference over random geometry.
+"""Property-based exactness of skip_conv2d against its reference (docs/operator.md, Definition) over random geometry.
 
 `make test` runs a bounded number of examples. The long run (count and failures printed by hypothesis):
 

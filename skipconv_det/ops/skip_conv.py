@@ -71,8 +71,9 @@ def skip_mask(skip_pattern: str,
               width: int,
               shift_channels: bool = False,
               device: Optional[torch.device] = None) -> torch.Tensor:
-    """The kept positions as a bool tensor of shape (out_channels, height, width), written from the SPEC's
-    formulas. The fast path never uses it; it defines the reference ``F.conv2d(...) * mask``."""
+    """The kept positions as a bool tensor of shape (out_channels, height, width), written from the formulas of
+    docs/operator.md (Patterns, shift_channels). The fast path never uses it; it defines the reference
+    ``F.conv2d(...) * mask``."""
     _check_pattern(skip_pattern)
     i = torch.arange(height, device=device).view(1, -1, 1)
     j = torch.arange(width, device=device).view(1, 1, -1)
