@@ -15,8 +15,8 @@ from skipconv_det.ops._cells import cell_assembly
 pytest.importorskip('onnxruntime')
 pytest.importorskip('onnxscript')
 
-from skipconv_det.apis.export_onnx import (ModelPart, export_onnx, max_abs_difference,  # noqa: E402
-                                           onnx_op_counts, onnxruntime_session)
+from skipconv_det.models.export_onnx import (ModelPart, export_onnx, max_abs_difference,  # noqa: E402
+                                             onnx_op_counts, onnxruntime_session)
 
 
 def _geometries(count, seed):

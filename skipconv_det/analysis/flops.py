@@ -14,7 +14,7 @@ from mmengine.registry import MODELS, init_default_scope
 
 from ..engine.checks import check_custom_imports
 from ..models.convert import convert_skipconv, revert_skipconv
-from ..ops.skip_conv import SkipConv2d
+from ..ops import SkipConv2d
 from .complexity import get_model_complexity
 from .dummy_data import dummy_batch
 

@@ -1,5 +1,5 @@
 # Copyright (c) skipconv_det contributors. Licensed under the Apache License 2.0.
-"""Timing in onnxruntime: modules exported to ONNX (see :mod:`skipconv_det.apis.export_onnx`), checked against
+"""Timing in onnxruntime: modules exported to ONNX (see :mod:`skipconv_det.models.export_onnx`), checked against
 PyTorch, and handed to :func:`~.complexity.measure_latencies` as calls of their sessions."""
 import os
 import tempfile
@@ -8,7 +8,7 @@ from typing import Callable, Dict, Hashable, Optional, Sequence
 import torch
 import torch.nn as nn
 
-from ..apis.export_onnx import ModelPart, export_onnx, max_abs_difference, onnxruntime_session, run_onnxruntime
+from ..models.export_onnx import ModelPart, export_onnx, max_abs_difference, onnxruntime_session, run_onnxruntime
 from .complexity import measure_latencies
 
 RUNTIMES = ('torch', 'onnxruntime')
@@ -52,7 +52,7 @@ class _AsTuple(nn.Module):
 
 def time_parts_onnxruntime(models: Dict[str, nn.Module], inputs: torch.Tensor, parts: Sequence[str],
                            num_threads: Optional[int] = None, **timing) -> Dict[str, Dict[str, float]]:
-    """Median ms of each of ``parts`` (see :data:`~skipconv_det.apis.export_onnx.PARTS`) of each model in
+    """Median ms of each of ``parts`` (see :data:`~skipconv_det.models.export_onnx.PARTS`) of each model in
     onnxruntime with ``num_threads`` threads, the models timed in turns: ``{model: {part: ms}}``."""
     results: Dict[str, Dict[str, float]] = {name: {} for name in models}
     for part in parts:

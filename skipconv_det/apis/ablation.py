@@ -98,9 +98,9 @@ def _run_key(task: str, variant: str, seed: int, settings: dict) -> str:
 
 
 def _train_det(steps: Sequence[Step], seed: int, args, work_dir: str) -> Dict[str, Any]:
-    from .demo import DEMO_CONFIGS, _demo_config, train_and_measure
+    from .demo import DEMO_CONFIGS, demo_config, train_and_measure
 
-    cfg = _demo_config(DEMO_CONFIGS['dense'], work_dir, args.data_root, seed, args.cfg_options)
+    cfg = demo_config(DEMO_CONFIGS['dense'], work_dir, args.data_root, seed, args.cfg_options)
     cfg.model = variant_model_cfg(cfg.model, steps)
     res = train_and_measure('variant', cfg, latency_repeats=args.latency_repeats)
     return dict(metrics=res['metrics'], flops=res['complexity']['flops']['total'],

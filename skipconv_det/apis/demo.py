@@ -24,7 +24,7 @@ DEMO_CONFIGS = {
 _METRICS = ('bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_75')
 
 
-def _demo_config(config: str, work_dir: str, data_root: str, seed: int, cfg_options: Optional[dict]) -> Config:
+def demo_config(config: str, work_dir: str, data_root: str, seed: int, cfg_options: Optional[dict]) -> Config:
     """The config with the demo's dataset location, work dir and seed (and any user overrides)."""
     cfg = Config.fromfile(config)
     data_root = osp.join(data_root, '')

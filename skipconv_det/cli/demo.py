@@ -11,7 +11,7 @@ from typing import Any, Dict, Optional, Sequence
 import torch
 from mmengine.config import DictAction
 
-from ..apis.demo import DEMO_CONFIGS, _demo_config, format_table, train_and_measure
+from ..apis.demo import DEMO_CONFIGS, demo_config, format_table, train_and_measure
 from ..datasets.synthetic_coco import generate_synthetic_coco
 from ..engine import enable_amp
 from .args import add_cfg_options_arg
@@ -54,7 +54,7 @@ def run_demo(args: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     results = []
     for step, (name, config) in enumerate(configs.items(), start=2):
         print(f'== [{step}/{steps}] train + evaluate {name}: {config}', flush=True)
-        cfg = _demo_config(config, osp.join(args.work_dir, name), args.data_root, args.seed, args.cfg_options)
+        cfg = demo_config(config, osp.join(args.work_dir, name), args.data_root, args.seed, args.cfg_options)
         if args.amp:
             enable_amp(cfg)
         if args.compile and not cfg.get('compile', None):

@@ -17,8 +17,8 @@ from typing import List, Optional
 
 from ..analysis.dummy_data import dummy_batch
 from ..analysis.flops import build_model_from_config
-from ..apis.export_onnx import PARTS, ModelPart, export_onnx, max_abs_difference, onnx_op_counts, onnxruntime_session
 from ..models.convert import convert_skipconv
+from ..models.export_onnx import PARTS, ModelPart, export_onnx, max_abs_difference, onnx_op_counts, onnxruntime_session
 from ..models.fuse import fuse_conv_bn
 from .args import add_cfg_options_arg, add_skipconv_args, conversion_kwargs, parse_skipconv_args
 

@@ -1,10 +1,11 @@
 # Copyright (c) skipconv_det contributors. Licensed under the Apache License 2.0.
-"""ONNX export of a model's tensor-to-tensor parts, checked and timed in onnxruntime.
+"""ONNX export of a model's tensor-to-tensor parts, and the onnxruntime session that checks them against PyTorch.
 
 mmdet 3.x leaves exporting whole detectors (pre- and post-processing, NMS) to mmdeploy, so what is exported here
 is what carries the convolutions: the backbone, the backbone with its neck (``extract_feat``), or for a classifier
-the whole network (``mode='tensor'``). SkipConv layers export through the cell assembly of
-:mod:`skipconv_det.ops._cells`.
+the whole network (``mode='tensor'``). SkipConv layers export as their output assembled from its four cells
+(docs/operator.md, How it is computed). ``tools/export_onnx.py`` (:mod:`skipconv_det.cli.export_onnx`) exports
+and checks; :mod:`skipconv_det.analysis.onnxruntime_timing` times the sessions.
 """
 import os
 from typing import Dict, Optional, Sequence, Tuple
