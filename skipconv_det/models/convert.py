@@ -19,7 +19,7 @@ from mmengine.config import ConfigDict
 from mmengine.registry import MODELS
 from torch.nn.modules.utils import _pair
 
-from ..ops import SkipConv2d, skip_density
+from ..ops import DEFAULT_FILL, SkipConv2d, skip_density
 from ..ops.fill import check_fill
 
 # Layers that predict the outputs (class scores, box deltas, centerness, mask logits) stay dense by default: they
@@ -81,7 +81,7 @@ def convert_skipconv(module: nn.Module,
                      exclude: Sequence[str] = PREDICTION_LAYERS,
                      kernel_sizes: Optional[Iterable[IntOrPair]] = None,
                      strides: Optional[Iterable[IntOrPair]] = None,
-                     fill: str = 'linear') -> nn.Module:
+                     fill: str = DEFAULT_FILL) -> nn.Module:
     """Turn the selected ``nn.Conv2d`` layers of ``module`` into ``SkipConv2d``, in place.
 
     Every exact ``nn.Conv2d`` is a candidate (including hard-coded ones such as ``RPNHead.rpn_conv`` and the
@@ -107,7 +107,7 @@ def convert_skipconv(module: nn.Module,
             3x3). Default: None (all).
         strides (Iterable[int | tuple[int, int]], optional): Convert only these strides. Default: None (all).
         fill (str): What skipped positions hold: 'zero', 'nearest' or 'linear' (see ``SkipConv2d``).
-            Default: 'linear'.
+            Default: ``DEFAULT_FILL`` ('linear').
 
     Returns:
         nn.Module: ``module`` itself (its convs now ``SkipConv2d``), like ``convert_sync_batchnorm``.
@@ -183,7 +183,7 @@ def build_skipconv_model(model: dict,
                          exclude: Sequence[str] = PREDICTION_LAYERS,
                          kernel_sizes: Optional[Iterable[IntOrPair]] = None,
                          strides: Optional[Iterable[IntOrPair]] = None,
-                         fill: str = 'linear',
+                         fill: str = DEFAULT_FILL,
                          data_preprocessor: Optional[dict] = None) -> nn.Module:
     """Build ``model`` in the current default scope and convert its convs with :func:`convert_skipconv`.
 
