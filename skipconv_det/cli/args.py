@@ -6,23 +6,24 @@ from typing import List, Optional
 
 from mmengine.config import DictAction
 
-from ..ops import FILLS, SKIP_PATTERNS
+from ..ops import DEFAULT_FILL, FILLS, SKIP_PATTERNS
 
-_CONVERSION_DEFAULTS = dict(skip_pattern='checkerboard', shift_channels=False, skip_scope=None, fill='linear')
+_CONVERSION_DEFAULTS = dict(skip_pattern='checkerboard', shift_channels=False, skip_scope=None, fill=DEFAULT_FILL)
 
 
-def add_conversion_args(parser: argparse.ArgumentParser, fill: bool = True) -> None:
-    """``--skip-pattern``, ``--shift-channels``, ``--skip-scope`` and (with ``fill``) ``--fill``: how the convs of a
-    dense model are converted (see :func:`~skipconv_det.models.convert_skipconv`)."""
+def add_conversion_args(parser: argparse.ArgumentParser, add_fill_arg: bool = True) -> None:
+    """``--skip-pattern``, ``--shift-channels``, ``--skip-scope`` and (if ``add_fill_arg``) ``--fill``: how the convs
+    of a dense model are converted (see :func:`~skipconv_det.models.convert_skipconv`). Tools whose results do not
+    depend on the fill (FLOPs) leave ``--fill`` out."""
     parser.add_argument('--skip-pattern', choices=SKIP_PATTERNS, default=_CONVERSION_DEFAULTS['skip_pattern'],
                         help='pattern of computed output positions (default: checkerboard)')
     parser.add_argument('--shift-channels', action='store_true',
                         help='shift the pattern per output-channel group (recommended with grid)')
     parser.add_argument('--skip-scope', nargs='+', metavar='NAME',
                         help='top-level model components to convert, e.g. backbone neck rpn_head (default: all)')
-    if fill:
+    if add_fill_arg:
         parser.add_argument('--fill', choices=FILLS, default=_CONVERSION_DEFAULTS['fill'],
-                            help='what skipped output positions hold (default: linear)')
+                            help=f'what skipped output positions hold (default: {DEFAULT_FILL})')
 
 
 def add_skipconv_args(parser: argparse.ArgumentParser) -> None:

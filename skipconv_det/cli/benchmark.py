@@ -65,7 +65,7 @@ def parse_benchmark_args(argv: Optional[List[str]] = None) -> argparse.Namespace
     model = sub.add_parser('model', parents=[common], help='time a config\'s model')
     model.add_argument('config', help='config file (a path, or mmdet::... / mmpretrain::...)')
     model.add_argument('--shape', type=int, nargs=2, default=[800, 1216], metavar=('H', 'W'))
-    add_conversion_args(model, fill=False)
+    add_conversion_args(model, add_fill_arg=False)
     model.add_argument('--no-train', action='store_true', help='skip the training step')
     model.add_argument('--runtime', choices=RUNTIMES, default='torch',
                        help='onnxruntime: also time the backbone and backbone+neck exported to ONNX in onnxruntime')

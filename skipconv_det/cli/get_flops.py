@@ -19,7 +19,7 @@ def parse_get_flops_args(argv: Optional[List[str]] = None) -> argparse.Namespace
     parser.add_argument('config', help='config file (a path, or mmdet::... / mmpretrain::...)')
     parser.add_argument('--shape', type=int, nargs=2, default=[800, 1216], metavar=('H', 'W'),
                         help='input size (default: 800 1216)')
-    add_conversion_args(parser, fill=False)
+    add_conversion_args(parser, add_fill_arg=False)
     add_cfg_options_arg(parser, 'override config settings')
     parser.add_argument('--json', help='also write the result to this JSON file')
     return parser.parse_args(argv)
