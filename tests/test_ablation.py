@@ -1,5 +1,4 @@
 """The accuracy study's variants (tools/ablation.py): parsing, the models they build, and the summary."""
-import argparse
 import json
 
 import pytest
@@ -7,28 +6,36 @@ import torch
 from mmengine.config import Config
 
 from skipconv_det import SkipConv2d
-from skipconv_det.apis.ablation import (DET_VARIANTS, Step, _run_key, format_summary, parse_variant, summarize,
-                                        variant_model_cfg)
-from skipconv_det.cli.ablation import run_ablation
+from skipconv_det.apis.ablation import (CLS_VARIANTS, DET_VARIANTS, ClsStudy, Step, Variant, _run_key,
+                                        _variant_record, default_variants, format_summary, parse_variant,
+                                        resolve_variants, run_study, summarize, variant_model_cfg)
+from skipconv_det.apis.cls_demo import CLS_STUDY_MODELS
+from skipconv_det.cli.ablation import parse_ablation_args, run_ablation
+from skipconv_det.models.skip_setting import SkipSetting
 
 DENSE_DEMO = 'configs/demo/faster-rcnn_r18-w16-scratch_fpn_1xb8-6e_synthetic-coco.py'
 
 
 def test_parse_variant():
-    assert parse_variant('dense') == ('dense', ())
-    name, steps = parse_variant('mine=backbone:checkerboard:zero;neck,rpn_head:grid+shift:linear:*fpn_convs*')
+    assert parse_variant('dense') == ('dense', None)
+    name, variant = parse_variant('mine=backbone:checkerboard/zero;neck,rpn_head:grid+shift:keep=*fpn_convs*')
     assert name == 'mine'
-    assert steps == (Step(('backbone', ), 'checkerboard', False, 'zero'),
-                     Step(('neck', 'rpn_head'), 'grid', True, 'linear', ('*fpn_convs*', )))
-    for bad in ('x=backbone:checkerboard', 'x=backbone:diagonal:zero', 'x=backbone:grid:bilinear'):
-        with pytest.raises(argparse.ArgumentTypeError):
+    assert variant == Variant((Step(('backbone', ), SkipSetting('checkerboard', False, 'zero')),
+                               Step(('neck', 'rpn_head'), SkipSetting('grid', True, 'linear'), ('*fpn_convs*', ))))
+    assert parse_variant('pw=backbone:checkerboard:kernel=1')[1].steps[0].kernel_sizes == (1, )
+    assert parse_variant('planned=work_dirs/plan/x.py') == ('planned', Variant(config='work_dirs/plan/x.py'))
+    for bad in ('x=backbone', 'x=backbone:diagonal', 'x=backbone:grid/bilinear', 'x=:checkerboard',
+                'x=backbone:checkerboard:only=a'):
+        with pytest.raises(ValueError):
             parse_variant(bad)
+    with pytest.raises(SystemExit):  # the tool reports it as a usage error
+        parse_ablation_args(['--det-variants', 'x=backbone:diagonal'])
 
 
 def test_variant_builds_the_placement_it_names(mmdet_scope):
     from mmdet.registry import MODELS
     cfg = Config.fromfile(DENSE_DEMO)
-    backbone, heads = DET_VARIANTS['backbone zero, neck+rpn linear']
+    backbone, heads = DET_VARIANTS['backbone zero, neck+rpn linear'].steps
     steps = (backbone._replace(keep_dense=('backbone.conv1', )), heads)
     torch.manual_seed(0)
     model = MODELS.build(variant_model_cfg(cfg.model, steps))
@@ -43,29 +50,66 @@ def test_variant_builds_the_placement_it_names(mmdet_scope):
         assert torch.equal(p, q), name
 
 
+def test_1x1_only_variant_leaves_mobilenets_depthwise_convs_dense():
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
+    init_default_scope('mmpretrain')
+    cfg = Config.fromfile(CLS_STUDY_MODELS['mobilenetv2'])
+    model = MODELS.build(variant_model_cfg(cfg.model, CLS_VARIANTS['checkerboard linear, 1x1 convs only'].steps))
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    skipped = [m for m in convs if isinstance(m, SkipConv2d)]
+    assert skipped and all(m.kernel_size == (1, 1) for m in skipped)
+    assert all(m.kernel_size == (3, 3) for m in convs if not isinstance(m, SkipConv2d))
+    assert 'checkerboard linear, 1x1 convs only' in default_variants('cls', 'mobilenetv2')
+    assert 'checkerboard linear, 1x1 convs only' not in default_variants('cls', 'resnet20')
+
+
+def test_config_variant_is_identified_by_its_content(tmp_path):
+    config = tmp_path / 'planned.py'
+    config.write_text("_base_ = 'x.py'\n")
+    first = _variant_record(Variant(config=str(config)))
+    config.write_text("_base_ = 'y.py'\n")
+    assert _variant_record(Variant(config=str(config))) != first  # a re-planned config is not the old runs'
+
+
 def test_summary_mean_std_and_ratios():
-    runs = [dict(task='cls', variant=v, seed=s, steps=[], metrics={'top1': top1}, flops=flops, latency_ms=ms)
+    runs = [dict(task='cls', variant=v, seed=s, metrics={'top1': top1}, flops=flops, latency_ms=ms)
             for v, s, top1, flops, ms in [('dense', 0, 90.0, 100, 10.0), ('dense', 1, 92.0, 100, 12.0),
-                                          ('v', 0, 88.0, 50, 8.0), ('v', 1, 91.0, 50, 6.0)]]
+                                          ('v', 1, 91.0, 50, 6.0), ('v', 0, 88.0, 50, 8.0)]]
     dense, v = summarize(runs, 'cls', ['dense', 'v', 'missing'])
-    assert v['variant'] == 'v' and v['seeds'] == [0, 1]
+    assert v['variant'] == 'v' and v['seeds'] == [0, 1] and v['top1']['values'] == [88.0, 91.0]
     assert v['top1']['mean'] == pytest.approx(89.5) and v['top1']['std'] == pytest.approx(2.1213, abs=1e-4)
     assert v['flops_ratio'] == pytest.approx(0.5) and v['latency_ms_ratio'] == pytest.approx((0.8 + 0.5) / 2)
     assert dense['flops_ratio'] == 1.0
-    assert '| v | 2 | 89.5 ± 2.1 | 0.500 | 0.650 |' in format_summary([dense, v], 'cls')
+    table = format_summary([dense, v], 'cls')
+    assert '| v | 2 | 89.5 ± 2.1 | 0.500 | 0.650 |' in table and '- v: top1 per seed 88.0, 91.0' in table
 
 
 def test_no_train_summarises_the_saved_runs_only(tmp_path):
-    settings = dict(depth=20, epochs=8, batch_size=64, num_train=3000, num_test=500)
-    runs = [dict(key=_run_key('cls', 'dense', seed, dict(settings, steps=[])), task='cls', variant='dense', seed=seed,
-                 steps=[], settings=settings, metrics={'top1': top1}, flops=100, latency_ms=10.0)
+    study = ClsStudy(str(tmp_path / 'data'))
+    settings = study._asdict()
+    record = _variant_record(Variant())
+    runs = [dict(key=_run_key('cls', 'resnet20', 'dense', seed, dict(settings, **record)), task='cls',
+                 model='resnet20', variant='dense', seed=seed, metrics={'top1': top1}, flops=100, latency_ms=10.0)
             for seed, top1 in ((0, 90.0), (1, 94.0))]
+    # A run of other settings (another data set size) is not this study's.
+    runs.append(dict(runs[0], key=_run_key('cls', 'resnet20', 'dense', 0, dict(settings, num_train=5, **record)),
+                     metrics={'top1': 10.0}))
     json_path = tmp_path / 'ablation.json'
     json_path.write_text(json.dumps(dict(runs=runs)))
-    data_root = tmp_path / 'data'
     result = run_ablation(['--tasks', 'cls', '--cls-variants', 'dense', 'checkerboard linear', '--seeds', '0', '1',
-                           '--cls-epochs', '8', '--work-dir', str(tmp_path), '--cls-data-root', str(data_root),
-                           '--no-train'])
-    (dense, ) = result['summary']['cls']  # the variant without runs is left out, not trained
-    assert dense['top1']['mean'] == 92.0 and not data_root.exists() and len(result['runs']) == 2
+                           '--work-dir', str(tmp_path), '--cls-data-root', study.data_root, '--no-train'])
+    (dense, ) = result['summary']['cls/resnet20']  # the variant without runs is left out, not trained
+    assert dense['top1']['mean'] == 92.0 and not (tmp_path / 'data').exists() and len(result['runs']) == 3
     assert (tmp_path / 'ablation.png').exists()
+
+
+def test_run_study_rejects_unknown_parts_presets_and_difficulties(tmp_path):
+    with pytest.raises(ValueError, match='Unknown study part'):
+        run_study({('cls', 'alexnet'): {}}, [0], str(tmp_path), train=False)
+    with pytest.raises(ValueError, match='Unknown study part'):
+        run_study({('seg', 'x'): {}}, [0], str(tmp_path), train=False)
+    with pytest.raises(ValueError, match='Unknown difficulty'):
+        run_study({('cls', 'resnet20'): {}}, [0], str(tmp_path), cls=ClsStudy(difficulty='medium'), train=False)
+    with pytest.raises(ValueError, match='Unknown det variant'):
+        resolve_variants('det', [('nope', None)])

@@ -18,15 +18,16 @@ from mmengine.hub import get_config
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 from mmpretrain.datasets import CIFAR10, CIFAR100, ImageNet
-from mmpretrain.models.backbones import MobileNetV2
+from mmpretrain.models.backbones import VGG, MobileNetV2
 from mmpretrain.registry import MODELS
 
 from skipconv_det import SkipConv2d, skip_density, skip_mask
 from skipconv_det.cli.train import run_train
-from skipconv_det.datasets.synthetic_cls import (UnverifiedCIFAR10, UnverifiedCIFAR100, synthetic_shapes,
-                                                 use_generated_data, write_cifar, write_imagenet)
+from skipconv_det.apis.cls_demo import CLS_STUDY_MODELS
+from skipconv_det.datasets.synthetic_cls import (DIFFICULTIES, UnverifiedCIFAR10, UnverifiedCIFAR100,
+                                                 synthetic_shapes, use_generated_data, write_cifar, write_imagenet)
 from skipconv_det.engine import check_custom_imports, custom_imports_of
-from skipconv_det.models.backbones import CifarResNet, MobileNetV2_CIFAR
+from skipconv_det.models.backbones import CifarResNet, MobileNetV2_CIFAR, NarrowVGG
 
 CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs', 'classification')
 CONFIGS = sorted(osp.basename(path) for path in glob.glob(osp.join(CONFIG_DIR, '*.py')))
@@ -190,14 +191,14 @@ def test_train_tool_skipconv_flag_converts_an_mmpretrain_config(data_roots, tmp_
     assert dumped.model.type == 'SkipConvModel' and dumped.model.model.backbone.type == 'CifarResNet'
 
 
-@pytest.mark.parametrize('cifar100', [False, True])
-def test_generated_cifar_reads_back_through_mmpretrain(cifar100, tmp_path):
+@pytest.mark.parametrize('cifar100, difficulty', [(False, 'easy'), (True, 'easy'), (False, 'hard')])
+def test_generated_cifar_reads_back_through_mmpretrain(cifar100, difficulty, tmp_path):
     num_classes, unverified, stock = ((100, UnverifiedCIFAR100, CIFAR100) if cifar100 else
                                       (10, UnverifiedCIFAR10, CIFAR10))
-    write_cifar(str(tmp_path), num_train=7, num_test=3, cifar100=cifar100, seed=5)
+    write_cifar(str(tmp_path), num_train=7, num_test=3, cifar100=cifar100, seed=5, difficulty=difficulty)
     for split, count, seed in (('train', 7, 5), ('test', 3, 6)):
         dataset = unverified(data_root=str(tmp_path), split=split, download=False)
-        images, labels = synthetic_shapes(count, num_classes, seed=seed)
+        images, labels = synthetic_shapes(count, num_classes, seed=seed, difficulty=difficulty)
         infos = [dataset.get_data_info(i) for i in range(len(dataset))]
         np.testing.assert_array_equal(np.stack([info['img'] for info in infos]), images)
         assert [info['gt_label'] for info in infos] == labels.tolist()
@@ -238,3 +239,38 @@ def test_mobilenet_v2_cifar_keeps_mobilenet_v2_weights():
     assert all(isinstance(m, SkipConv2d) for m in backbone.modules() if isinstance(m, nn.Conv2d))
     assert backbone.conv1.conv.stride == (1, 1)
     assert [tuple(out.shape) for out in backbone(torch.rand(2, 3, 32, 32))] == [(2, 1280, 4, 4)]
+
+
+def test_hard_set_is_the_same_classes_drawn_harder():
+    easy, easy_labels = synthetic_shapes(200, 10, seed=3)
+    hard, hard_labels = synthetic_shapes(200, 10, seed=3, difficulty='hard')
+    np.testing.assert_array_equal(easy_labels, hard_labels)  # same balanced, shuffled labels
+    np.testing.assert_array_equal(hard, synthetic_shapes(200, 10, seed=3, difficulty='hard')[0])  # deterministic
+    assert (hard != easy).any(axis=(1, 2, 3)).all()
+    assert set(DIFFICULTIES) == {'easy', 'hard'}
+    with pytest.raises(ValueError, match='Unknown difficulty'):
+        synthetic_shapes(2, 10, difficulty='medium')
+
+
+def test_narrow_vgg_is_mmpretrains_vgg_at_a_width():
+    full = NarrowVGG(16, base_channels=64, norm_cfg=dict(type='BN'))
+    assert {k: v.shape for k, v in full.state_dict().items()} == \
+        {k: v.shape for k, v in VGG(16, norm_cfg=dict(type='BN')).state_dict().items()}
+    narrow = NarrowVGG(16, base_channels=16, norm_cfg=dict(type='BN'), conv_cfg=dict(type='SkipConv'))
+    convs = [m for m in narrow.modules() if isinstance(m, nn.Conv2d)]
+    assert [m.out_channels for m in convs] == [16] * 2 + [32] * 2 + [64] * 3 + [128] * 3 + [128] * 3
+    assert all(isinstance(m, SkipConv2d) for m in convs)  # conv_cfg reaches every rebuilt layer
+    assert [tuple(out.shape) for out in narrow(torch.rand(2, 3, 32, 32))] == [(2, 128, 1, 1)]
+    with pytest.raises(ValueError, match='num_classes=-1'):
+        NarrowVGG(16, base_channels=16, num_classes=10)
+
+
+@pytest.mark.parametrize('model', sorted(CLS_STUDY_MODELS))
+def test_study_configs_train_and_validate(model, data_roots, tmp_path):
+    """The classification study's CPU-sized configs (configs/demo/) build through mmpretrain's Runner and train."""
+    path = osp.join(osp.dirname(osp.dirname(CONFIG_DIR)), CLS_STUDY_MODELS[model])
+    cfg = Config.fromfile(path)
+    assert cfg.train_dataloader.dataset.type == 'UnverifiedCIFAR10' and custom_imports_of(cfg) == ['skipconv_det']
+    runner = Runner.from_cfg(tiny_config(model, data_roots['cifar10'], tmp_path, cfg))
+    runner.train()
+    assert math.isfinite(runner.message_hub.get_scalar('train/loss').current())

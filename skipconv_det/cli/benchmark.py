@@ -20,18 +20,18 @@ import torch
 from ..analysis.layer_benchmark import SHAPE_PRESETS, benchmark_layers, format_layer_table, plot_speedups, profile_layer
 from ..analysis.model_benchmark import benchmark_model, format_model_table, profile_model
 from ..analysis.onnxruntime_timing import LAYER_RUNTIMES, RUNTIMES
-from ..ops import FILLS, SKIP_PATTERNS
+from ..models.skip_setting import SkipSetting
+from ..ops import DEFAULT_FILL
 from .args import add_cfg_options_arg, add_conversion_args, conversion_kwargs
 
 
-def parse_pattern(text):
-    """'grid+shift/nearest' -> ('grid', True, 'nearest'); the fill defaults to 'linear'."""
-    text, _, fill = text.partition('/')
-    pattern, _, shift = text.partition('+')
-    if pattern not in SKIP_PATTERNS or shift not in ('', 'shift') or fill not in FILLS + ('', ):
-        raise argparse.ArgumentTypeError(f'{text!r}: use PATTERN[+shift][/FILL], PATTERN in {SKIP_PATTERNS}, '
-                                         f'FILL in {FILLS}')
-    return pattern, shift == 'shift', fill or 'linear'
+def parse_pattern(text: str) -> SkipSetting:
+    """'grid+shift/nearest' -> SkipSetting('grid', True, 'nearest'), a (pattern, shift, fill) tuple: the project's
+    one syntax for a SkipConv setting (:class:`~skipconv_det.models.skip_setting.SkipSetting`)."""
+    try:
+        return SkipSetting.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def parse_benchmark_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -50,9 +50,9 @@ def parse_benchmark_args(argv: Optional[List[str]] = None) -> argparse.Namespace
     layer.add_argument('--kernel-size', type=int, default=None, help='default: 1 for *-1x1 presets, else 3')
     layer.add_argument('--stride', type=int, default=1)
     layer.add_argument('--patterns', nargs='+', type=parse_pattern,
-                       default=[('checkerboard', False, 'linear'), ('grid', True, 'linear')],
+                       default=[SkipSetting('checkerboard'), SkipSetting('grid', shift_channels=True)],
                        help="skip patterns, '+shift' for shift_channels, '/FILL' for the fill (default: "
-                       "checkerboard grid+shift, fill linear), e.g. checkerboard/zero checkerboard/nearest")
+                       f"checkerboard grid+shift, fill {DEFAULT_FILL}), e.g. checkerboard/zero checkerboard/nearest")
     layer.add_argument('--backward', action='store_true', help='time forward + backward')
     layer.add_argument('--runtime', choices=LAYER_RUNTIMES, default='torch',
                        help='time in PyTorch (both layouts), exported to ONNX in onnxruntime (CPU, forward), or in '

@@ -19,7 +19,7 @@ from typing import List, Optional, Tuple
 
 from mmengine.runner import Runner
 
-from ..apis.cls_demo import CLS_DEMO_CONFIGS, cls_demo_config
+from ..apis.cls_demo import CLS_DEMO_CONFIGS, CONFIG_DIR, cls_demo_config
 from ..datasets.synthetic_cls import write_cifar
 from ..engine import enable_amp
 
@@ -47,8 +47,9 @@ def run_cls_demo(argv: Optional[List[str]] = None) -> List[Tuple[str, str, float
     data_root = write_cifar(osp.join(args.work_dir, 'data'), args.num_train, args.num_test, seed=args.seed)
     rows = []
     for variant in args.variants:
-        cfg = cls_demo_config(variant, data_root, osp.join(args.work_dir, variant), args.depth, args.epochs,
-                              args.batch_size, args.seed)
+        cfg = cls_demo_config(osp.join(CONFIG_DIR, CLS_DEMO_CONFIGS[variant]), data_root,
+                              osp.join(args.work_dir, variant), args.seed, args.epochs, args.batch_size,
+                              model=dict(backbone=dict(depth=args.depth)))
         if args.amp:
             enable_amp(cfg)
         runner = Runner.from_cfg(cfg)
