@@ -14,8 +14,8 @@ from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 
 from skipconv_det import SkipConv2d
-from skipconv_det.apis.plan import (DENSE, LayerCost, candidate_layers, choose_settings, format_plan_config,
-                                    measure_costs, layer_geometry, setting_flops)
+from skipconv_det.apis.plan import (DENSE, ConvGeometry, LayerCost, candidate_layers, choose_settings,
+                                    format_plan_config, layer_geometry, measure_costs, setting_flops)
 from skipconv_det.models.skip_setting import SkipSetting
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -27,7 +27,7 @@ def _random_costs(rng, num_layers):
     costs = []
     for n in range(num_layers):
         dense = rng.randrange(100, 1000)
-        costs.append(LayerCost(f'layer{n}', (8, 8, 8), {DENSE: dense, 'a': dense // 2, 'b': dense // 4},
+        costs.append(LayerCost(f'layer{n}', [(8, 8, 8)], {DENSE: dense, 'a': dense // 2, 'b': dense // 4},
                                {DENSE: 0.0, 'a': rng.uniform(0, 1), 'b': rng.uniform(0, 2)}))
     return costs
 
@@ -72,10 +72,21 @@ def test_no_saving_needed_keeps_every_layer_dense_and_an_impossible_budget_raise
 
 def test_a_loss_decrease_counts_as_no_change():
     # Skipping 'noisy' measured a lower loss: it is not chosen just for that, the budget holds without it.
-    costs = [LayerCost('noisy', (1, 2, 2), {DENSE: 100, 'a': 50}, {DENSE: 0.0, 'a': -0.5}),
-             LayerCost('needed', (1, 2, 2), {DENSE: 100, 'a': 50}, {DENSE: 0.0, 'a': 0.1})]
+    costs = [LayerCost('noisy', [(1, 2, 2)], {DENSE: 100, 'a': 50}, {DENSE: 0.0, 'a': -0.5}),
+             LayerCost('needed', [(1, 2, 2)], {DENSE: 100, 'a': 50}, {DENSE: 0.0, 'a': 0.1})]
     plan = choose_settings(costs, 200, 0.75)
     assert _flops_of(costs, plan) <= 150
+
+
+class _SharedConv(nn.Module):
+    """One conv applied to two maps, as RPNHead.rpn_conv is to every FPN level."""
+
+    def __init__(self, conv):
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x):
+        return self.conv(x).sum() + self.conv(x[..., ::2, ::2]).sum()
 
 
 @pytest.mark.parametrize('setting', [CHECKERBOARD, GRID_SHIFT, SkipSetting('row')])
@@ -83,10 +94,12 @@ def test_a_loss_decrease_counts_as_no_change():
 def test_setting_flops_are_what_mmengine_counts(setting, size, stride):
     conv = nn.Conv2d(6, 10, 3, stride=stride, padding=1, bias=False)
     x = torch.rand(1, 6, *size)
-    dense = FlopAnalyzer(conv, x).total()
-    out_shape = tuple(conv(x).shape[1:])
-    skip = SkipConv2d(6, 10, 3, stride=stride, padding=1, bias=False, **setting.conversion_kwargs())
-    assert setting_flops(dense, out_shape, setting) == FlopAnalyzer(skip, x).total()
+    model = _SharedConv(conv)
+    geometry = layer_geometry(model, ['conv'], x, None)['conv']
+    assert geometry == ConvGeometry(6 * 9, [tuple(conv(x).shape[1:]), tuple(conv(x[..., ::2, ::2]).shape[1:])])
+    assert setting_flops(geometry) == FlopAnalyzer(model, x).total()
+    skip = _SharedConv(SkipConv2d(6, 10, 3, stride=stride, padding=1, bias=False, **setting.conversion_kwargs()))
+    assert setting_flops(geometry, setting) == FlopAnalyzer(skip, x).total()
 
 
 @pytest.fixture(scope='module')
@@ -105,7 +118,7 @@ def test_candidates_geometry_and_costs_leave_the_model_dense(resnet20):
     from mmpretrain.structures import DataSample
     samples = [DataSample().set_gt_label(k) for k in (1, 3)]
     geometry = layer_geometry(resnet20, names, inputs, samples)
-    assert geometry['backbone.layer3.0.conv2'] == ((64, 8, 8), 8 * 8 * 64 * 64 * 9)
+    assert geometry['backbone.layer3.0.conv2'] == ConvGeometry(64 * 9, [(64, 8, 8)])
     state = {k: v.clone() for k, v in resnet20.state_dict().items()}
     names = names[:2]
     base, costs = measure_costs(resnet20, names, [CHECKERBOARD, GRID_SHIFT], [dict(inputs=inputs, data_samples=samples)],

@@ -48,14 +48,15 @@ class LayerCost(NamedTuple):
 
     Args:
         name (str): Qualified module name.
-        out_shape (tuple[int, int, int]): Output (C, H, W) at the measured input size.
-        flops (dict[str, int]): Multiply-adds per image of the dense layer (:data:`DENSE`) and of each setting
-            (by its text, e.g. ``'checkerboard/linear'``).
+        out_shapes (list[tuple[int, int, int]]): Output (C, H, W) of each call at the measured input size (a
+            conv shared across levels, e.g. ``RPNHead.rpn_conv``, is called once per feature map).
+        flops (dict[str, int]): Multiply-adds per image, all calls together, of the dense layer (:data:`DENSE`)
+            and of each setting (by its text, e.g. ``'checkerboard/linear'``).
         loss_increase (dict[str, float]): Mean loss increase over the batches when this layer alone takes the
             setting (:data:`DENSE`: 0).
     """
     name: str
-    out_shape: Tuple[int, int, int]
+    out_shapes: List[Tuple[int, int, int]]
     flops: Dict[str, int]
     loss_increase: Dict[str, float]
 
@@ -87,18 +88,23 @@ def mean_loss(model: nn.Module, batches: Sequence[dict], seed: int = 0) -> float
     return total / len(batches)
 
 
+class ConvGeometry(NamedTuple):
+    """A conv's multiply-adds per output value (C_in / groups x kh x kw) and its output (C, H, W) per call."""
+    macs_per_output: int
+    out_shapes: List[Tuple[int, int, int]]
+
+
 def layer_geometry(model: nn.Module, names: Sequence[str], inputs: torch.Tensor,
-                   data_samples: Optional[list]) -> Dict[str, Tuple[Tuple[int, int, int], int]]:
-    """Per named conv: its output (C, H, W) and its dense multiply-adds per image, from one ``'tensor'`` forward
-    (counted as mmengine.analysis counts a convolution: output positions x C_out x C_in / groups x kh x kw)."""
+                   data_samples: Optional[list]) -> Dict[str, ConvGeometry]:
+    """Per named conv, its :class:`ConvGeometry` in one forward of the first image (``'tensor'`` mode with its
+    data sample; without data samples, ``model(inputs)``)."""
     modules = dict(model.named_modules())
-    geometry = {}
+    geometry = {name: ConvGeometry(modules[name].weight[0].numel(), []) for name in names}
 
     def hook(name):
 
         def record(conv, args, out):
-            c, h, w = out.shape[1:]
-            geometry[name] = ((c, h, w), h * w * conv.weight[0].numel() * c)
+            geometry[name].out_shapes.append(tuple(out.shape[1:]))
 
         return record
 
@@ -107,7 +113,10 @@ def layer_geometry(model: nn.Module, names: Sequence[str], inputs: torch.Tensor,
     try:
         model.eval()
         with torch.no_grad():
-            model(inputs[:1], data_samples[:1] if data_samples is not None else None, mode='tensor')
+            if data_samples is None:  # a plain module, as get_model_complexity calls it
+                model(inputs[:1])
+            else:
+                model(inputs[:1], data_samples[:1], mode='tensor')
     finally:
         model.train(was_training)
         for handle in handles:
@@ -115,19 +124,26 @@ def layer_geometry(model: nn.Module, names: Sequence[str], inputs: torch.Tensor,
     return geometry
 
 
-def setting_flops(dense_flops: int, out_shape: Tuple[int, int, int], setting: SkipSetting) -> int:
-    """Multiply-adds of a conv's kept output positions under ``setting`` (exact at odd sizes and per channel
-    group with shift_channels)."""
-    c, h, w = out_shape
-    kept = int(skip_mask(setting.skip_pattern, c, h, w, setting.shift_channels).sum())
-    return dense_flops * kept // (c * h * w)
+def setting_flops(geometry: ConvGeometry, setting: Optional[SkipSetting] = None) -> int:
+    """Multiply-adds of a conv's computed outputs over all its calls, as mmengine.analysis counts them (output
+    values x C_in / groups x kh x kw): every output when dense (``setting`` None), else the kept ones (exact at odd
+    sizes and per channel group with shift_channels)."""
+    kept = 0
+    for c, h, w in geometry.out_shapes:
+        kept += c * h * w if setting is None else int(skip_mask(setting.skip_pattern, c, h, w,
+                                                                setting.shift_channels).sum())
+    return geometry.macs_per_output * kept
+
+
+def _shapes_text(shapes: Sequence[Sequence[int]]) -> str:
+    return ', '.join('x'.join(map(str, shape)) for shape in shapes)
 
 
 def measure_costs(model: nn.Module,
                   names: Sequence[str],
                   settings: Sequence[SkipSetting],
                   batches: Sequence[dict],
-                  geometry: Dict[str, Tuple[Tuple[int, int, int], int]],
+                  geometry: Dict[str, ConvGeometry],
                   seed: int = 0,
                   log=print) -> Tuple[float, List[LayerCost]]:
     """The dense loss and each layer's :class:`LayerCost` (see the module docstring), the model left dense.
@@ -149,17 +165,16 @@ def measure_costs(model: nn.Module,
     log(f'dense loss {base:.4f} on {len(batches)} batches')
     costs = []
     for n, name in enumerate(names, start=1):
-        out_shape, dense_flops = geometry[name]
-        flops, increase = {DENSE: dense_flops}, {DENSE: 0.0}
+        flops, increase = {DENSE: setting_flops(geometry[name])}, {DENSE: 0.0}
         for setting in settings:
             convert_skipconv(model, include=[name], exclude=(), **setting.conversion_kwargs())
             try:
                 increase[str(setting)] = mean_loss(model, batches, seed) - base
             finally:
                 revert_skipconv(model)
-            flops[str(setting)] = setting_flops(dense_flops, out_shape, setting)
-        costs.append(LayerCost(name, out_shape, flops, increase))
-        log(f'[{n}/{len(names)}] {name} {"x".join(map(str, out_shape))}: ' +
+            flops[str(setting)] = setting_flops(geometry[name], setting)
+        costs.append(LayerCost(name, geometry[name].out_shapes, flops, increase))
+        log(f'[{n}/{len(names)}] {name} {_shapes_text(geometry[name].out_shapes)}: ' +
             ', '.join(f'{key} {value:+.4f}' for key, value in increase.items() if key != DENSE))
     return base, costs
 
@@ -358,7 +373,8 @@ def plan_skipconv(config: str,
     if not 0 < flops_ratio <= 1:
         raise ValueError(f'flops_ratio must lie in (0, 1], got {flops_ratio}')
     measured = measure_config(config, work_dir, log=log, **measure_kwargs)
-    costs = [LayerCost(c['name'], tuple(c['out_shape']), c['flops'], c['loss_increase']) for c in measured['layers']]
+    costs = [LayerCost(c['name'], [tuple(s) for s in c['out_shapes']], c['flops'], c['loss_increase'])
+             for c in measured['layers']]
     plan = choose_settings(costs, measured['dense_flops'], flops_ratio)
     saved = sum(c.flops[DENSE] - c.flops[plan[c.name]] for c in costs)
     increase = sum(max(0.0, c.loss_increase[plan[c.name]]) for c in costs)
@@ -394,10 +410,10 @@ def format_plan(result: Dict[str, Any]) -> str:
     the dense and the planned model per component."""
     layers = result['layers']
     settings = [key for key in layers[0]['loss_increase'] if key != DENSE] if layers else []
-    lines = ['| layer | output C x H x W | dense MFLOPs | ' + ' | '.join(f'loss increase, {s}' for s in settings) +
+    lines = ['| layer | output CxHxW | dense MFLOPs | ' + ' | '.join(f'loss increase, {s}' for s in settings) +
              ' | choice |', '|' + '---|' * (4 + len(settings))]
     for layer in layers:
-        lines.append(f"| {layer['name']} | {' x '.join(map(str, layer['out_shape']))} | "
+        lines.append(f"| {layer['name']} | {_shapes_text(layer['out_shapes'])} | "
                      f"{layer['flops'][DENSE] / 1e6:.2f} | " +
                      ' | '.join(f"{layer['loss_increase'][s]:+.4f}" for s in settings) +
                      f" | {result['plan'][layer['name']]} |")

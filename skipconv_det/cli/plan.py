@@ -42,7 +42,10 @@ def parse_plan_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--batches', type=int, default=4, help='training batches each loss is measured on')
     parser.add_argument('--seed', type=int, default=0, help='seed of the warm-up and of the measurements')
     add_cfg_options_arg(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not 0 < args.flops_ratio <= 1:
+        parser.error(f'--flops-ratio must lie in (0, 1], got {args.flops_ratio}')
+    return args
 
 
 def run_plan(argv: Optional[List[str]] = None) -> Dict[str, Any]:
@@ -51,11 +54,8 @@ def run_plan(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     args = parse_plan_args(argv)
     work_dir = args.work_dir or osp.join('work_dirs', 'plan', osp.splitext(osp.basename(args.config))[0])
     command = 'python tools/plan.py ' + ' '.join(map(shlex.quote, sys.argv[1:] if argv is None else argv))
-    try:
-        result = plan_skipconv(args.config, args.flops_ratio, work_dir, args.out, command=command,
-                               settings=args.choices, scope=args.scope, warmup_iters=args.warmup_iters,
-                               num_batches=args.batches, seed=args.seed, cfg_options=args.cfg_options)
-    except ValueError as error:
-        raise SystemExit(f'tools/plan.py: error: {error}') from None
+    result = plan_skipconv(args.config, args.flops_ratio, work_dir, args.out, command=command, settings=args.choices,
+                           scope=args.scope, warmup_iters=args.warmup_iters, num_batches=args.batches, seed=args.seed,
+                           cfg_options=args.cfg_options)
     print(format_plan(result))
     return result
