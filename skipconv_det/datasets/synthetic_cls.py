@@ -75,7 +75,7 @@ DIFFICULTIES: Dict[str, ShapeStyle] = {
     'easy': ShapeStyle(radius=(0.22, 0.38), stripe_period=None, angle_jitter=0.0, contrast=None,
                        stripe_depth=0.25, noise=12.0, lines=0),
     'hard': ShapeStyle(radius=(0.2, 0.36), stripe_period=(2.5, 4.0), angle_jitter=15.0, contrast=(60.0, 130.0),
-                       stripe_depth=0.3, noise=13.0, lines=2),
+                       stripe_depth=0.27, noise=13.0, lines=2),
 }
 
 
