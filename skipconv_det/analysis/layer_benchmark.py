@@ -8,8 +8,8 @@ from typing import Dict, Iterable, List, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
+from ..ops import DEFAULT_FILL, skip_conv2d, skip_density
 from ..ops._cells import cell_assembly
-from ..ops.skip_conv import skip_conv2d, skip_density
 from .complexity import measure_latencies, profile_calls
 from .onnxruntime_timing import onnxruntime_calls
 
@@ -39,7 +39,7 @@ def _dense_conv(stride: int, padding: int):
     return lambda x, w, b: F.conv2d(x, w, b, stride, padding)
 
 
-def _skip_conv(stride: int, padding: int, pattern: str, shift: bool, fill: str = 'linear'):
+def _skip_conv(stride: int, padding: int, pattern: str, shift: bool, fill: str = DEFAULT_FILL):
     """``conv(x, weight, bias)``: the same layer as SkipConv."""
     return lambda x, w, b: skip_conv2d(x, w, b, stride, padding, 1, 1, pattern, shift, fill)
 
@@ -92,8 +92,8 @@ def benchmark_layer(in_channels: int,
                     width: int,
                     kernel_size: int = 3,
                     stride: int = 1,
-                    patterns: Sequence[Tuple[str, bool, str]] = (('checkerboard', False, 'linear'),
-                                                                 ('grid', True, 'linear')),
+                    patterns: Sequence[Tuple[str, bool, str]] = (('checkerboard', False, DEFAULT_FILL),
+                                                                 ('grid', True, DEFAULT_FILL)),
                     backward: bool = False,
                     batch: int = 1,
                     device: str = 'cpu',
@@ -170,7 +170,7 @@ def profile_layer(in_channels: int,
                   stride: int = 1,
                   skip_pattern: str = 'checkerboard',
                   shift_channels: bool = False,
-                  fill: str = 'linear',
+                  fill: str = DEFAULT_FILL,
                   layout: str = 'channels_last',
                   backward: bool = False,
                   batch: int = 1,
