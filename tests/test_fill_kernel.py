@@ -1,4 +1,4 @@
-"""SkipConv's compiled CPU kernels (``skipconv_det/ops/csrc/fill.cpp``): they build where a C++ compiler is, the
+"""SkipConv's compiled CPU kernels (``skipconv_det/ops/csrc/``): they build where a C++ compiler is, the
 fill writes exactly what the PyTorch ops of :func:`apply_fill_by_torch_ops` write (bit for bit in float32 and
 float64) for every pattern, fill, border and layout, eager SkipConv on the CPU runs them (in NCHW the whole output
 plane by plane), and without them SkipConv gives the same outputs."""
@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from skipconv_det import skip_conv2d
-from skipconv_det.ops import _extension
-from skipconv_det.ops.fill import apply_fill, apply_fill_by_torch_ops, fill_regions, kept_cells_of
-from skipconv_det.ops.lattice import _split_ranges
-from skipconv_det.ops.skip_conv import _PHASES
+from skipconv_det.ops import _extension, _kernels
+from skipconv_det.ops._fill_in_place import apply_fill, apply_fill_by_torch_ops
+from skipconv_det.ops.fill import plan_output_fill
+from skipconv_det.ops.patterns import kept_cells_of, skip_phases, split_ranges
 
 from ._reference import reference
 
@@ -24,19 +24,19 @@ needs_kernel = pytest.mark.skipif(not _extension.enabled() or shutil.which('c++'
 
 
 def _regions(pattern, shift_channels, fill, channels, height, width):
-    phases = _PHASES[pattern]
-    ranges = (_split_ranges(channels, len(phases)) if shift_channels else [(0, channels)] + [(0, 0)] *
+    phases = skip_phases(pattern)
+    ranges = (split_ranges(channels, len(phases)) if shift_channels else [(0, channels)] + [(0, 0)] *
               (len(phases) - 1))
-    return fill_regions(fill, [(r, kept_cells_of(lattices)) for r, lattices in zip(ranges, phases) if r[1] > r[0]],
+    return plan_output_fill(fill, [(r, kept_cells_of(lattices)) for r, lattices in zip(ranges, phases) if r[1] > r[0]],
                         height, width)
 
 
 @needs_kernel
 def test_kernel_builds_and_loads():
     assert _extension.load()
-    assert _extension.fill_kernel_applies(torch.zeros(1, 1, 2, 2))
-    assert not _extension.fill_kernel_applies(torch.zeros(1, 1, 2, 2, device='meta'))
-    assert not _extension.fill_kernel_applies(torch.zeros(1, 2, 2))
+    assert _kernels.kernels_apply(torch.zeros(1, 1, 2, 2))
+    assert not _kernels.kernels_apply(torch.zeros(1, 1, 2, 2, device='meta'))
+    assert not _kernels.kernels_apply(torch.zeros(1, 2, 2))
 
 
 @needs_kernel
@@ -67,7 +67,7 @@ def test_eager_skip_conv_runs_the_kernel_and_matches_the_reference():
     weight, bias = torch.randn(6, 5, 3, 3), torch.randn(6)
     with torch.profiler.profile() as prof:
         out = skip_conv2d(x, weight, bias, 1, 1, fill='linear')
-    assert 'skipconv_det::apply_fill_' in {event.key for event in prof.key_averages()}
+    assert 'skipconv_det::fill_in_place' in {event.key for event in prof.key_averages()}
     torch.testing.assert_close(out, reference(x, weight, bias, 1, 1, 1, 1, 'checkerboard', False, 'linear'))
 
 
@@ -80,7 +80,7 @@ def test_nchw_output_is_assembled_plane_by_plane(pattern, shift_channels):
     with torch.profiler.profile() as prof:
         out = skip_conv2d(x, weight, None, 1, 1, skip_pattern=pattern, shift_channels=shift_channels,
                           fill='linear', shift=shift)
-    assert 'skipconv_det::assemble_' in {event.key for event in prof.key_averages()}
+    assert 'skipconv_det::assemble_nchw' in {event.key for event in prof.key_averages()}
     expected = reference(x, weight, None, 1, 1, 1, 1, pattern, shift_channels, 'linear') + shift.view(1, -1, 1, 1)
     torch.testing.assert_close(out, expected)
 
@@ -96,21 +96,20 @@ def test_nchw_backward_by_planes_gives_the_torch_ops_gradients(monkeypatch, shap
                                                                pads_explicitly, pattern, shift_channels, fill, dtype):
     """The NCHW output and its parts' gradients with the fill's adjoint, one plane at a time, bit for bit as the
     PyTorch ops."""
-    from skipconv_det.ops import _autograd, fill as fill_module, skip_conv
-    monkeypatch.setattr(skip_conv, '_pads_explicitly', lambda x, weight: pads_explicitly)
+    from skipconv_det.ops import _paths
+    monkeypatch.setattr(_paths, 'pads_explicitly', lambda x, weight: pads_explicitly)
     torch.manual_seed(0)
     x, weight, bias = (torch.randn(*size, dtype=dtype) for size in (shape, (7, shape[1], kernel, kernel), (7, )))
     grads = []
     for kernels in (True, False):
         if not kernels:
-            monkeypatch.setattr(_autograd, 'fill_kernel_applies', lambda t: False)
-            monkeypatch.setattr(fill_module, 'fill_kernel_applies', lambda t: False)
+            monkeypatch.setattr(_kernels, 'kernels_apply', lambda t: False)
         leaves = [t.clone().requires_grad_() for t in (x, weight, bias)]
         with torch.profiler.profile() as prof:
             out = skip_conv2d(*leaves, stride, padding, skip_pattern=pattern, shift_channels=shift_channels,
                               fill=fill)
             out.backward(torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=dtype))
-        ran = 'skipconv_det::disassemble_' in {event.key for event in prof.key_averages()}
+        ran = 'skipconv_det::disassemble_nchw' in {event.key for event in prof.key_averages()}
         assert ran == kernels
         grads.append([out.detach()] + [t.grad for t in leaves])
     for by_kernel, by_ops in zip(*grads):
@@ -120,17 +119,23 @@ def test_nchw_backward_by_planes_gives_the_torch_ops_gradients(monkeypatch, shap
 @needs_kernel
 def test_assembly_refuses_a_part_that_does_not_fit_its_region():
     out, part = torch.zeros(1, 2, 4, 4), torch.ones(1, 2, 2, 3)
+    kernels = _extension.module()
+    region = kernels.Region(channel_start=0, channel_stop=2, row_start=0, rows=2, row_step=2, col_start=0, cols=2,
+                            col_step=2)
     with pytest.raises(RuntimeError, match='does not match its region'):
-        torch.ops.skipconv_det.assemble_(out, [part], [0, 2, 0, 2, 2, 0, 2, 2], [], [], None)
+        kernels.assemble_nchw(out, [part], [region], [], None)
     with pytest.raises(RuntimeError, match='does not match its region'):
-        torch.ops.skipconv_det.disassemble_(out, [part], [0, 2, 0, 2, 2, 0, 2, 2], [], [])
+        kernels.disassemble_nchw(out, [part], [region], [])
 
 
 @needs_kernel
 def test_kernel_refuses_a_plan_outside_the_output():
     out = torch.zeros(1, 2, 4, 4)
+    kernels = _extension.module()
+    rows_0_2_4 = kernels.Region(channel_start=0, channel_stop=2, row_start=0, rows=3, row_step=2, col_start=0,
+                                cols=2, col_step=2)
     with pytest.raises(RuntimeError, match='outside the output'):
-        torch.ops.skipconv_det.apply_fill_(out, [0, 2, 0, 3, 2, 0, 2, 2, 1, 0, 1], [1.0])  # rows 0, 2, 4
+        kernels.fill_in_place(out, [kernels.FillRecord(target=rows_0_2_4, offsets=[(0, 1)], weight=1.0)])
 
 
 SAME_WITHOUT_KERNEL = """

@@ -9,8 +9,7 @@ import torch
 import torch.nn as nn
 
 from skipconv_det import SKIP_PATTERNS, SkipConv2d, skip_conv2d
-from skipconv_det.ops import FILLS
-from skipconv_det.ops._cells import cell_assembly
+from skipconv_det.ops import FILLS, cell_assembly
 
 pytest.importorskip('onnxruntime')
 pytest.importorskip('onnxscript')
@@ -31,11 +30,11 @@ def _geometries(count, seed):
             yield k, s, p, d, g, (h, w)
 
 
-@pytest.mark.parametrize('fills', ['convolutions', 'slices'])  # as exported to ONNX, as under torch.compile
+@pytest.mark.parametrize('filled_by', ['convolutions', 'slices'])  # as exported to ONNX, as under torch.compile
 @pytest.mark.parametrize('fill', FILLS)
 @pytest.mark.parametrize('shift_channels', [False, True])
 @pytest.mark.parametrize('pattern', SKIP_PATTERNS)
-def test_exported_assembly_equals_the_operator(pattern, shift_channels, fill, fills):
+def test_exported_assembly_equals_the_operator(pattern, shift_channels, fill, filled_by):
     gen = torch.Generator().manual_seed(0)
     for k, s, p, d, g, (h, w) in _geometries(8, seed=hash((pattern, shift_channels, fill)) % 1000):
         x = torch.randn(2, 8, h, w, generator=gen)
@@ -44,7 +43,7 @@ def test_exported_assembly_equals_the_operator(pattern, shift_channels, fill, fi
         for b, sh in itertools.product((None, bias), (None, shift)):
             args = (x, weight, b, s, p, d, g, pattern, shift_channels, fill, sh)
             expected = skip_conv2d(*args)
-            with cell_assembly(fills):
+            with cell_assembly(filled_by):
                 got = skip_conv2d(*args)
             assert got.shape == expected.shape
             torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5,
@@ -52,13 +51,13 @@ def test_exported_assembly_equals_the_operator(pattern, shift_channels, fill, fi
                                        f'shift={sh is not None}')
 
 
-@pytest.mark.parametrize('fills', ['convolutions', 'slices'])
-def test_exported_assembly_keeps_string_padding_and_padding_modes(fills):
+@pytest.mark.parametrize('filled_by', ['convolutions', 'slices'])
+def test_exported_assembly_keeps_string_padding_and_padding_modes(filled_by):
     torch.manual_seed(0)
     for layer in (SkipConv2d(4, 6, 3, padding='same'), SkipConv2d(4, 6, 3, padding=1, padding_mode='reflect'),
                   SkipConv2d(4, 6, (3, 1), stride=(2, 1), padding=(1, 0), skip_pattern='row')):
         x = torch.randn(1, 4, 9, 8)
-        with cell_assembly(fills):
+        with cell_assembly(filled_by):
             got = layer(x)
         torch.testing.assert_close(got, layer(x))
 

@@ -20,8 +20,8 @@ if os.environ.get('TORCH_DEVICE'):
 @pytest.fixture(params=['in-place padding', 'padded copy'])
 def padding_path(request, monkeypatch):
     """Run a test through both ways of padding (small inputs take the padded copy by default)."""
-    import skipconv_det.ops.skip_conv as skip_conv
-    monkeypatch.setattr(skip_conv, '_pads_explicitly', lambda x, weight: request.param == 'padded copy')
+    import skipconv_det.ops._paths as paths
+    monkeypatch.setattr(paths, 'pads_explicitly', lambda x, weight: request.param == 'padded copy')
     return request.param
 
 
@@ -193,7 +193,7 @@ def test_skipped_work_is_not_computed(padding_path):
 def test_polyphase_input_grad_equals_stride2_conv_backward(kernel, padding, size, groups):
     """The input gradient of a lattice's stride-2 convolution from four stride-1 correlations (one per input
     phase) equals aten's: every kernel size and tap parity, padding, odd, even and tiny inputs, groups."""
-    from skipconv_det.ops._autograd import _polyphase_input_grad
+    from skipconv_det.ops._polyphase import polyphase_input_grad
     if size[0] + 2 * padding[0] < kernel[0] or size[1] + 2 * padding[1] < kernel[1]:
         pytest.skip('no output')
     x = torch.randn(2, 4, *size, dtype=torch.float64)
@@ -201,17 +201,17 @@ def test_polyphase_input_grad_equals_stride2_conv_backward(kernel, padding, size
     grad = torch.randn_like(F.conv2d(x, weight, None, 2, padding, 1, groups))
     want = torch.ops.aten.convolution_backward(grad, x, weight, None, [2, 2], list(padding), [1, 1], False, [0, 0],
                                                groups, [True, False, False])[0]
-    torch.testing.assert_close(_polyphase_input_grad(grad, weight, x.shape, padding, groups), want)
+    torch.testing.assert_close(polyphase_input_grad(grad, weight, x.shape, padding, groups), want)
 
 
 @pytest.mark.parametrize('pattern', SKIP_PATTERNS)
 @pytest.mark.parametrize('kernel,padding', [(1, 0), (3, 1), (3, 0), (5, 2), (4, 1)])
 @pytest.mark.parametrize('size', [(11, 12), (8, 9)])
 def test_polyphase_backward_matches_reference(pattern, kernel, padding, size, padding_path, monkeypatch):
-    """Gradients through the polyphase path (which real inputs take from ``_POLYPHASE_MIN_POSITIONS`` on) equal
+    """Gradients through the polyphase path (which real inputs take from ``POLYPHASE_MIN_POSITIONS`` on) equal
     the reference, bias and grouped and shifted channels included."""
-    import skipconv_det.ops._torch_compat as torch_compat
-    monkeypatch.setattr(torch_compat, '_POLYPHASE_MIN_POSITIONS', 0)
+    import skipconv_det.ops._polyphase as polyphase
+    monkeypatch.setattr(polyphase, 'POLYPHASE_MIN_POSITIONS', 0)
     for groups, shift in ((1, False), (2, True)):
         x = torch.randn(2, 4, *size, dtype=torch.float64)
         weight = torch.randn(6, 4 // groups, kernel, kernel, dtype=torch.float64)
@@ -220,8 +220,8 @@ def test_polyphase_backward_matches_reference(pattern, kernel, padding, size, pa
 
 def test_polyphase_path_is_taken_on_large_nchw_inputs():
     """Large NCHW inputs run their lattices through _Stride2Conv when a gradient is needed, and not otherwise."""
-    import skipconv_det.ops._torch_compat as torch_compat
-    side = int(torch_compat._POLYPHASE_MIN_POSITIONS ** 0.5) + 1
+    import skipconv_det.ops._polyphase as polyphase
+    side = int(polyphase.POLYPHASE_MIN_POSITIONS ** 0.5) + 1
     x = torch.randn(1, 2, side, side, requires_grad=True)
     weight = torch.randn(2, 2, 3, 3, requires_grad=True)
     assert skip_conv2d(x, weight, None, 1, 1).grad_fn.next_functions[0][0].name() == '_Stride2ConvBackward'

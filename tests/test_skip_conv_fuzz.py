@@ -12,8 +12,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import skipconv_det.ops._torch_compat as torch_compat
-import skipconv_det.ops.skip_conv as skip_conv
+import skipconv_det.ops._paths as skip_conv_paths
+import skipconv_det.ops._polyphase as polyphase_module
 from skipconv_det import SKIP_PATTERNS, skip_conv2d
 from skipconv_det.ops import FILLS
 from ._reference import assert_matches_reference
@@ -61,13 +61,13 @@ def conv_cases(draw):
 @contextlib.contextmanager
 def _paths(pad_in_place, polyphase):
     """Both ways of padding, and the polyphase input gradient on every size or on none (restored afterwards)."""
-    saved = skip_conv._pads_explicitly, torch_compat._POLYPHASE_MIN_POSITIONS
-    skip_conv._pads_explicitly = lambda x, weight: not pad_in_place
-    torch_compat._POLYPHASE_MIN_POSITIONS = 0 if polyphase else float('inf')
+    saved = skip_conv_paths.pads_explicitly, polyphase_module.POLYPHASE_MIN_POSITIONS
+    skip_conv_paths.pads_explicitly = lambda x, weight: not pad_in_place
+    polyphase_module.POLYPHASE_MIN_POSITIONS = 0 if polyphase else float('inf')
     try:
         yield
     finally:
-        skip_conv._pads_explicitly, torch_compat._POLYPHASE_MIN_POSITIONS = saved
+        skip_conv_paths.pads_explicitly, polyphase_module.POLYPHASE_MIN_POSITIONS = saved
 
 
 @FUZZ

@@ -21,44 +21,34 @@ from typing import Dict, FrozenSet, List, NamedTuple, Optional, Sequence, Tuple,
 import torch
 import torch.nn.functional as F
 
-from .fill import Cell, _axis_groups, _sources, kept_cells_of
+from .fill import axis_groups, fill_sources
+from .lattice import cell_size
+from .patterns import CELLS, Cell, kept_cells_of
 
-_CELLS = ((0, 0), (0, 1), (1, 0), (1, 1))
-_forced: Optional[str] = None  # the fills' formulation that cell_assembly() forces
+# How a skipped cell's fill is computed: depthwise convolutions of the kept cells suit onnxruntime's blocked
+# layout; inductor fuses shifted slices and adds into the interleave instead.
+FILLED_BY = ('convolutions', 'slices')
+_forced: Optional[str] = None  # what cell_assembly() forces SkipConv's skipped cells to be filled by
 
 
 @contextmanager
-def cell_assembly(fills: str = 'convolutions'):
-    """Within it, SkipConv assembles its output from cells in eager mode too, with its skipped cells as
-    ``fills='convolutions'`` (as exported to ONNX) or ``'slices'`` (as under torch.compile): to compare the
+def cell_assembly(filled_by: str = 'convolutions'):
+    """Within it, SkipConv assembles its output from cells in eager mode too, with its skipped cells
+    ``filled_by='convolutions'`` (as exported to ONNX) or ``'slices'`` (as under torch.compile): to compare the
     assemblies, and to test them without exporting or compiling."""
-    if fills not in ('convolutions', 'slices'):
-        raise ValueError(f"fills must be 'convolutions' or 'slices', got {fills!r}")
+    if filled_by not in FILLED_BY:
+        raise ValueError(f"filled_by must be 'convolutions' or 'slices', got {filled_by!r}")
     global _forced
-    previous, _forced = _forced, fills
+    previous, _forced = _forced, filled_by
     try:
         yield
     finally:
         _forced = previous
 
 
-def assembles_from_cells() -> bool:
-    """Whether SkipConv's output is assembled from cells: under ONNX export, under torch.compile, or in
-    :func:`cell_assembly`. Inductor fuses the functional assembly (and the ops after it) into kernels that write
-    the output once, where the eager assembly's in-place writes would become chains of masked scatters that are
-    slow to compile and to run."""
-    return _forced is not None or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
-
-
-def _fills_by_convolutions() -> bool:
-    """Depthwise convolutions suit onnxruntime's blocked layout; inductor fuses shifted slices and adds into the
-    interleave instead."""
-    return _forced == 'convolutions' if _forced is not None else torch.onnx.is_in_onnx_export()
-
-
-def cell_size(out_size: Tuple[int, int], cell: Cell) -> Tuple[int, int]:
-    """Rows and columns of the output that lie in ``cell``."""
-    return tuple((n - parity + 1) // 2 for n, parity in zip(out_size, cell))
+def forced_cell_assembly() -> Optional[str]:
+    """What :func:`cell_assembly` forces skipped cells to be filled by here (None outside it)."""
+    return _forced
 
 
 def _constant(like: torch.Tensor, channels: Tuple[int, int], size: Tuple[int, int],
@@ -94,18 +84,18 @@ def _fill_terms(fill: str, cell: Cell, kept: FrozenSet[Cell],
     """The fill of a skipped cell as a sum of weighted terms, and the map of its positions that have no source
     (None if every position has one). Plain Python, so that tracers see constants.
 
-    The cell's first, middle and last rows and columns (:func:`~.fill._axis_groups`) are blocks on which each
-    offset is either inside the output or not, and the fill rule (:func:`~.fill._sources`) gives each block its
+    The cell's first, middle and last rows and columns (:func:`~.fill.axis_groups`) are blocks on which each
+    offset is either inside the output or not, and the fill rule (:func:`~.fill.fill_sources`) gives each block its
     offsets. A neighbour outside the output reads 0, so there an offset's weight does not matter: offsets whose
     weights agree wherever both are inside share one term (with 'linear', the 4-neighbours are one term weighted
     by the inverse of their count, however the borders cut them).
     """
-    row_groups, col_groups = _axis_groups(out_size[0], cell[0]), _axis_groups(out_size[1], cell[1])
+    row_groups, col_groups = axis_groups(out_size[0], cell[0]), axis_groups(out_size[1], cell[1])
     blocks = [(r, c) for r in range(len(row_groups)) for c in range(len(col_groups))]
     weights: Dict[Tuple[int, int], Dict[Tuple[int, int], float]] = {}  # offset -> block -> weight
     no_source = {}
     for r, c in blocks:
-        offsets = _sources(fill, cell, kept, row_groups[r][1], col_groups[c][1])
+        offsets = fill_sources(fill, cell, kept, row_groups[r][1], col_groups[c][1])
         no_source[r, c] = 0.0 if offsets else 1.0
         for offset in offsets:
             weights.setdefault(offset, {})[r, c] = 1.0 / len(offsets)
@@ -222,14 +212,14 @@ def _terms_by_convolutions(terms: Sequence[_FillTerm], computed: Dict[Cell, torc
 
 def _filled_cell(fill: str, cell: Cell, kept: FrozenSet[Cell], computed: Dict[Cell, torch.Tensor],
                  padded: Dict[Cell, torch.Tensor], like: torch.Tensor, channels: Tuple[int, int],
-                 out_size: Tuple[int, int], shift: Optional[torch.Tensor]) -> torch.Tensor:
+                 out_size: Tuple[int, int], shift: Optional[torch.Tensor], filled_by: str) -> torch.Tensor:
     """A skipped cell of one channel range, from the kept cells in ``computed`` (``padded`` as in
-    :func:`_shifted`)."""
+    :func:`_shifted`), by ``filled_by`` (one of :data:`FILLED_BY`)."""
     size = cell_size(out_size, cell)
     # torch.compile traces the planning once per graph anyway, and warns about a cache it would bypass.
     plan = _fill_terms.__wrapped__ if torch.compiler.is_compiling() else _fill_terms
     terms, no_source = ((), None) if fill == 'zero' else plan(fill, cell, kept, tuple(out_size))
-    if _fills_by_convolutions():
+    if filled_by == 'convolutions':
         parts = _terms_by_convolutions(terms, computed, like, size, out_size)
     else:
         parts = _terms_by_slices(terms, computed, padded, like, size, out_size)
@@ -244,7 +234,8 @@ def _filled_cell(fill: str, cell: Cell, kept: FrozenSet[Cell], computed: Dict[Ce
 
 
 def assemble_from_cells(x: torch.Tensor, cell_conv, phases: Sequence, ranges: Sequence[Tuple[int, int]],
-                        fill: str, shift: Optional[torch.Tensor], out_size: Tuple[int, int]) -> torch.Tensor:
+                        fill: str, shift: Optional[torch.Tensor], out_size: Tuple[int, int],
+                        filled_by: str) -> torch.Tensor:
     """The SkipConv output from its cells.
 
     Args:
@@ -254,23 +245,26 @@ def assemble_from_cells(x: torch.Tensor, cell_conv, phases: Sequence, ranges: Se
         phases, ranges: Each phase's lattices and the output-channel range that keeps it (see ``skip_conv2d``).
         fill, shift: As in ``skip_conv2d``; the kept cells' convolutions already add ``shift``.
         out_size: (H_out, W_out).
+        filled_by (str): How skipped cells are filled: 'convolutions' (for onnxruntime) or 'slices' (for
+            inductor).
     """
     height, width = (-(-n // 2) for n in out_size)  # the cells, padded to the size of cell (0, 0)
-    per_cell: Dict[Cell, List[torch.Tensor]] = {cell: [] for cell in _CELLS}
+    per_cell: Dict[Cell, List[torch.Tensor]] = {cell: [] for cell in CELLS}
     for channels, lattices in zip(ranges, phases):
         if channels[1] <= channels[0]:
             continue
         kept = kept_cells_of(lattices)
-        computed = {cell: cell_conv(cell, channels) for cell in _CELLS
+        computed = {cell: cell_conv(cell, channels) for cell in CELLS
                     if cell in kept and min(cell_size(out_size, cell)) > 0}
         like, padded = next(iter(computed.values()), x), {}
-        for cell in _CELLS:
+        for cell in CELLS:
             if min(cell_size(out_size, cell)) == 0:
                 part = like.new_zeros((like.shape[0], channels[1] - channels[0], height, width))
             else:
                 part = computed.get(cell)
                 if part is None:
-                    part = _filled_cell(fill, cell, kept, computed, padded, like, channels, out_size, shift)
+                    part = _filled_cell(fill, cell, kept, computed, padded, like, channels, out_size, shift,
+                                        filled_by)
                 rows, cols = cell_size(out_size, cell)
                 if (rows, cols) != (height, width):
                     part = F.pad(part, (0, width - cols, 0, height - rows))

@@ -1,20 +1,24 @@
 # Copyright (c) skipconv_det contributors. Licensed under the Apache License 2.0.
-"""SkipConv's compiled CPU kernels (``csrc/``), built on first use with torch's JIT extension builder and cached
-by it (``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``); ``make install`` builds them once.
+"""Building SkipConv's compiled CPU kernels (``csrc/``, a Python module): on first use with torch's JIT extension
+builder, cached by it (``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``); ``make install`` builds
+them once.
 
-They only speed up eager SkipConv on the CPU; every op has its PyTorch formulation, used where the kernels are
+They only speed up eager SkipConv on the CPU; every kernel has its PyTorch formulation, used where the kernels are
 not built (no C++ compiler, ``SKIPCONV_DET_EXTENSION=0``), on other devices, and under tracing or compiling.
+:mod:`._kernels` calls them.
 """
 import logging
 import os
 import warnings
 from pathlib import Path
+from types import ModuleType
 from typing import Optional
 
-import torch
-
-_SOURCES = [Path(__file__).parent / 'csrc' / 'fill.cpp']
+_CSRC = Path(__file__).parent / 'csrc'
+# The sources, one per kernel, and the module that binds them (their shared headers lie beside them).
+SOURCES = [_CSRC / name for name in ('fill_in_place.cpp', 'assemble_nchw.cpp', 'disassemble_nchw.cpp', 'module.cpp')]
 _loaded: Optional[bool] = None  # None: not tried yet
+_module: Optional[ModuleType] = None
 
 
 def enabled() -> bool:
@@ -25,18 +29,18 @@ def enabled() -> bool:
 def load(verbose: bool = False) -> bool:
     """Build (once per machine and source) and load the kernels; whether they are available. A failed build
     warns once and leaves SkipConv on its PyTorch ops."""
-    global _loaded
+    global _loaded, _module
     if _loaded is None:
         _loaded = False
         if enabled():
             cpp_extension = _import_cpp_extension()
             try:
-                cpp_extension.load(
-                    name='skipconv_det_cpu',
-                    sources=[str(s) for s in _SOURCES],
+                _module = cpp_extension.load(
+                    name='skipconv_det_kernels',
+                    sources=[str(s) for s in SOURCES],
                     extra_cflags=['-O3', '-fopenmp'],
                     extra_ldflags=['-fopenmp'],
-                    is_python_module=False,
+                    is_python_module=True,
                     verbose=verbose)
                 _loaded = True
             except Exception as error:  # no compiler, no ninja, a failed build: PyTorch ops do the same work
@@ -59,8 +63,9 @@ def _import_cpp_extension():
     return cpp_extension
 
 
-def fill_kernel_applies(out: torch.Tensor) -> bool:
-    """Whether the kernels (``torch.ops.skipconv_det.apply_fill_``, ``assemble_``, ``disassemble_``) can write
-    ``out`` here: a 4D CPU tensor, outside tracing and compiling, with the kernels built."""
-    return (out.device.type == 'cpu' and out.dim() == 4 and not torch.jit.is_tracing()
-            and not torch.compiler.is_compiling() and load())
+def module() -> ModuleType:
+    """The kernels' Python module (``csrc/module.cpp``): its record types and kernels. Only once :func:`load` has
+    returned True."""
+    if not load():
+        raise RuntimeError('skipconv_det: the CPU kernels are not built; check load() first.')
+    return _module

@@ -1,27 +1,35 @@
 # Copyright (c) skipconv_det contributors. Licensed under the Apache License 2.0.
-"""SkipConv's convolutions: each lattice of the output (the eager path) or each cell (the exported path) as
-ordinary convolutions with twice the stride, reading the input in place where they can."""
+"""SkipConv's convolutions: each lattice of the output (the eager path) or each cell (the exported and compiled
+path) as ordinary convolutions with twice the stride, reading the input in place where they can."""
 from functools import partial
 from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
-from ._autograd import _window, window_source
-from ._cells import cell_size
+from ._polyphase import stride2_conv2d, takes_polyphase_input_grad
 from ._saved import InputCopies
-from ._torch_compat import _conv2d
-from .lattice import _channel_blocks, _plan_axis
+from ._torch_compat import crash_free_conv2d
+from ._windows import cut_window, window_source
+from .lattice import cell_size, channel_blocks, plan_axis
 
 Pieces = List[Tuple[tuple, torch.Tensor]]  # [(region of the output, its values)]
 
 # Inputs up to this many elements (512 KiB in float32), or up to this many times their weight's size, are padded
-# explicitly (see _pads_explicitly).
+# explicitly (see pads_explicitly).
 _SMALL_INPUT_NUMEL = 1 << 17
 _WEIGHT_MULTIPLE = 4
 
 
-def _pads_explicitly(x: torch.Tensor, weight: torch.Tensor) -> bool:
+def conv2d(x, weight, bias, stride, padding, dilation, groups):
+    """Every convolution SkipConv runs: a lattice's stride-2 convolution with the polyphase input gradient where
+    that pays (:mod:`._polyphase`), else ``F.conv2d`` steered clear of torch's crashes (:mod:`._torch_compat`)."""
+    if takes_polyphase_input_grad(x, weight, stride, padding, dilation):
+        return stride2_conv2d(x, weight, bias, padding, groups)
+    return crash_free_conv2d(x, weight, bias, stride, padding, dilation, groups)
+
+
+def pads_explicitly(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether one padded copy of the input beats computing the border positions from strips. Each strip is a
     conv call of its own, with a fixed cost and (oneDNN) a reorder of the whole weight, so the copy wins on inputs
     that are small outright or next to their weight (deep layers: 512 channels at 25x42 has a 4x larger weight)."""
@@ -33,19 +41,18 @@ def _lattice_conv(inp: torch.Tensor, stride, padding, rows: Optional[slice], col
                   bias: Optional[torch.Tensor], dilation, groups: int, channels: Tuple[int, int],
                   memory_format: torch.memory_format, copies: InputCopies) -> List[Tuple[tuple, torch.Tensor]]:
     """Output ``channels`` (c0, c1) at output positions ``rows`` x ``cols`` (a lattice's slices) computed from
-    ``inp``: ``[(region of the output, result)]``, one per block of :func:`~.lattice._channel_blocks`. Autograd
+    ``inp``: ``[(region of the output, result)]``, one per block of :func:`~.lattice.channel_blocks`. Autograd
     keeps ``inp`` as its recipe if it is one of ``copies``."""
     out_channels, in_channels = weight.shape[0], weight.shape[1] * groups
     pieces = []
-    for o0, o1, i0, i1, g in _channel_blocks(*channels, out_channels, in_channels, groups):
+    for o0, o1, i0, i1, g in channel_blocks(*channels, out_channels, in_channels, groups):
         part = inp if (i0, i1) == (0, in_channels) else inp[:, i0:i1]
         if not part.is_contiguous(memory_format=memory_format):
             # A channel slice (grouped blocks) or a strided input is copied here, in the output's layout: oneDNN
-            # would copy it anyway. (Crops, subsamplings and strips come from _window already laid out.)
+            # would copy it anyway. (Crops, subsamplings and strips come from cut_window already laid out.)
             part = part.contiguous(memory_format=memory_format)
         with copies.saved_as_recipes():
-            result = _conv2d(part, weight[o0:o1], None if bias is None else bias[o0:o1], stride, padding, dilation,
-                             g)
+            result = conv2d(part, weight[o0:o1], None if bias is None else bias[o0:o1], stride, padding, dilation, g)
         pieces.append(((slice(None), slice(o0, o1), rows, cols), result))
     return pieces
 
@@ -67,7 +74,7 @@ def lattice_pieces(x: torch.Tensor, phases: Sequence, ranges: Sequence[Tuple[int
         conv = partial(_lattice_conv, weight=weight, bias=bias, dilation=dilation, groups=groups,
                        channels=ranges[phase], memory_format=memory_format, copies=copies)
         for a, b in lattices:
-            ph, pw = (_plan_axis(size[ax], kernel[ax], stride[ax], dilation[ax], pads[ax][0], out_size[ax], off)
+            ph, pw = (plan_axis(size[ax], kernel[ax], stride[ax], dilation[ax], pads[ax][0], out_size[ax], off)
                       for ax, off in ((0, a), (1, b)))
             if ph is None or pw is None:
                 continue  # the output is too small to hold this lattice
@@ -77,23 +84,23 @@ def lattice_pieces(x: torch.Tensor, phases: Sequence, ranges: Sequence[Tuple[int
                     # A 1x1 kernel reads only the lattice's own pixels: subsample them (a quarter of the input,
                     # where a cropped view would be copied whole) and run a stride-1 conv.
                     rows, cols = (slice(p.crop, p.crop + p.step * (p.main - 1) + 1, p.step) for p in (ph, pw))
-                    window = copies.make(_window, x, rows, cols, (0, 0, 0, 0), memory_format, grads)
+                    window = copies.make(cut_window, x, rows, cols, (0, 0, 0, 0), memory_format, grads)
                     pieces += conv(window, (1, 1), 0, ph.output_index(0, ph.main), pw.output_index(0, pw.main))
                 else:  # (x itself when nothing is cropped: a no-op slice still costs a full copy in backward)
-                    inp = (copies.make(_window, x, slice(ph.crop, None), slice(pw.crop, None), (0, 0, 0, 0),
+                    inp = (copies.make(cut_window, x, slice(ph.crop, None), slice(pw.crop, None), (0, 0, 0, 0),
                                        memory_format, grads) if ph.crop or pw.crop else x)
                     pieces += conv(inp, steps, (ph.pad, pw.pad), ph.output_index(0, ph.main),
                                    pw.output_index(0, pw.main))
             if ph.main < ph.count:  # bottom rows, full width
                 h0, h1, hl, hh = ph.strip(size[0], ph.main)
                 w0, w1, wl, wh = pw.strip(size[1], 0)
-                strip = copies.make(_window, x, slice(h0, h1), slice(w0, w1), (wl, wh, hl, hh), memory_format,
+                strip = copies.make(cut_window, x, slice(h0, h1), slice(w0, w1), (wl, wh, hl, hh), memory_format,
                                     grads)
                 pieces += conv(strip, steps, 0, ph.output_index(ph.main, ph.count), pw.output_index(0, pw.count))
             if ph.main and pw.main < pw.count:  # right columns of the main rows
                 w0, w1, wl, wh = pw.strip(size[1], pw.main)
-                strip = copies.make(_window, x, slice(ph.crop, None), slice(w0, w1), (wl, wh, 0, 0), memory_format,
-                                    grads)
+                strip = copies.make(cut_window, x, slice(ph.crop, None), slice(w0, w1), (wl, wh, 0, 0),
+                                    memory_format, grads)
                 pieces += conv(strip, steps, (ph.pad, 0), ph.output_index(0, ph.main),
                                pw.output_index(pw.main, pw.count))
     return pieces

@@ -17,7 +17,7 @@ def _strides_like_channels_last(t: torch.Tensor) -> bool:
     return True
 
 
-def _suggested_memory_format(*tensors: torch.Tensor) -> torch.memory_format:
+def suggested_memory_format(*tensors: torch.Tensor) -> torch.memory_format:
     """channels_last if any of the tensors' strides suggest it (ATen's rule for a convolution's output layout,
     with input and weight), else contiguous."""
     return (torch.channels_last if any(_strides_like_channels_last(t) for t in tensors) else

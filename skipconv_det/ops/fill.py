@@ -13,14 +13,16 @@ neighbour. The rules (positions are on the conv's output grid, "kept" is per cha
 
 Every pattern has period 2, so a skipped position's sources depend only on its cell (i % 2, j % 2) and on whether
 it lies on the output's first or last row or column. A fill is therefore a short list of strided-slice ops,
-:class:`FillOp`, planned once per (pattern phase, output size) and applied to the assembled output in place.
+:class:`FillOp`, planned once per (pattern phase, output size): eager SkipConv writes it into the assembled
+output in place (:mod:`._fill_in_place`), the exported and compiled formulation translates it to cells
+(:mod:`._cells`).
 """
 from functools import lru_cache
-from typing import FrozenSet, List, NamedTuple, Optional, Sequence, Tuple
+from typing import FrozenSet, List, NamedTuple, Sequence, Tuple
 
 import torch
 
-from ._extension import fill_kernel_applies
+from .patterns import Cell
 
 FILLS = ('zero', 'nearest', 'linear')
 # The default of every API that takes a fill: the fill that keeps a detector's accuracy (README, accuracy study).
@@ -29,8 +31,6 @@ DEFAULT_FILL = 'linear'
 _NEAREST_ORDER = ((0, -1), (-1, 0), (-1, -1), (0, 1), (1, 0), (1, 1), (-1, 1), (1, -1))
 _EDGE_NEIGHBOURS = ((-1, 0), (1, 0), (0, -1), (0, 1))
 _DIAGONAL_NEIGHBOURS = ((-1, -1), (-1, 1), (1, -1), (1, 1))
-
-Cell = Tuple[int, int]
 
 
 class FillOp(NamedTuple):
@@ -54,11 +54,12 @@ def _shift(s: slice, d: int) -> slice:
 
 
 def check_fill(fill: str) -> None:
+    """Raise a ValueError listing the fills if ``fill`` is not one of them."""
     if fill not in FILLS:
         raise ValueError(f'Unknown fill {fill!r}; use one of {", ".join(FILLS)}.')
 
 
-def _axis_groups(size: int, parity: int) -> List[Tuple[slice, FrozenSet[int]]]:
+def axis_groups(size: int, parity: int) -> List[Tuple[slice, FrozenSet[int]]]:
     """Positions ``parity, parity + 2, ...`` of an axis of ``size``, split by the neighbour offsets (-1, 0, +1)
     that stay inside the axis: the first position, the last one and those in between."""
     positions = range(parity, size, 2)
@@ -83,8 +84,8 @@ def _axis_groups(size: int, parity: int) -> List[Tuple[slice, FrozenSet[int]]]:
     return groups
 
 
-def _sources(fill: str, cell: Cell, kept: FrozenSet[Cell], rows_ok: FrozenSet[int],
-             cols_ok: FrozenSet[int]) -> Tuple[Tuple[int, int], ...]:
+def fill_sources(fill: str, cell: Cell, kept: FrozenSet[Cell], rows_ok: FrozenSet[int],
+                 cols_ok: FrozenSet[int]) -> Tuple[Tuple[int, int], ...]:
     """The offsets a skipped position of ``cell`` takes its value from, given the offsets inside the output."""
     a, b = cell
 
@@ -106,10 +107,10 @@ def plan_fill(fill: str, kept: FrozenSet[Cell], height: int, width: int) -> Tupl
     check_fill(fill)
     ops = []
     for cell in ((a, b) for a in (0, 1) for b in (0, 1) if (a, b) not in kept):
-        row_groups, col_groups = _axis_groups(height, cell[0]), _axis_groups(width, cell[1])
+        row_groups, col_groups = axis_groups(height, cell[0]), axis_groups(width, cell[1])
         cell_ops = []
         for rows, rows_ok in row_groups:
-            per_col = [FillOp(rows, cols, _sources(fill, cell, kept, rows_ok, cols_ok))
+            per_col = [FillOp(rows, cols, fill_sources(fill, cell, kept, rows_ok, cols_ok))
                        for cols, cols_ok in col_groups]
             if len({op.offsets for op in per_col}) == 1:  # the same sources across the row: one op
                 per_col = [per_col[0]._replace(cols=slice(cell[1], width, 2))]
@@ -121,117 +122,14 @@ def plan_fill(fill: str, kept: FrozenSet[Cell], height: int, width: int) -> Tupl
     return tuple(ops)
 
 
-def fill_regions(fill: str, kept_cells: Sequence[Tuple[Tuple[int, int], FrozenSet[Cell]]], height: int,
-                 width: int) -> Tuple[Tuple[slice, FillOp], ...]:
-    """Each ``(channels, op)`` that fills an output: ``kept_cells`` lists each output-channel range ``(c0, c1)``
-    with the cells it keeps."""
+# Every (channels, op) that fills an output: the FillOps of each output-channel range.
+FillPlan = Tuple[Tuple[slice, FillOp], ...]
+
+
+def plan_output_fill(fill: str, kept_by_channels: Sequence[Tuple[Tuple[int, int], FrozenSet[Cell]]], height: int,
+                     width: int) -> FillPlan:
+    """The fill of a whole output: ``kept_by_channels`` lists each output-channel range ``(c0, c1)`` with the
+    cells it keeps."""
     # torch.compile traces the planning once per graph anyway, and warns about a cache it would bypass.
     plan = plan_fill.__wrapped__ if torch.compiler.is_compiling() else plan_fill
-    return tuple((slice(c0, c1), op) for (c0, c1), kept in kept_cells for op in plan(fill, kept, height, width))
-
-
-def apply_fill(out: torch.Tensor, regions: Sequence[Tuple[slice, FillOp]],
-               shift: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Write the fill of every skipped position of ``out`` (whose kept positions are computed) in place.
-    Positions without a source hold 0, or the per-channel ``shift`` (see :func:`~.skip_conv.skip_conv2d`).
-
-    On the CPU the compiled kernel (:mod:`._extension`) writes each op's targets once; elsewhere PyTorch ops do
-    (:func:`apply_fill_by_torch_ops`), with the same results."""
-    if regions and fill_kernel_applies(out):
-        for channels, op in regions:
-            if not op.offsets:
-                fill_constant(out[:, channels, op.rows, op.cols], shift, channels)
-        plan, weights = _kernel_plan(out, [r for r in regions if r[1].offsets])
-        if plan:
-            torch.ops.skipconv_det.apply_fill_(out, plan, weights)
-        return out
-    return apply_fill_by_torch_ops(out, regions, shift)
-
-
-def kernel_ranges(out: torch.Tensor, channels: slice, rows: slice, cols: slice) -> List[int]:
-    """A region of ``out`` as the kernels read it: c0, c1, first row, rows, row step, first column, columns,
-    column step."""
-    c0, c1, _ = channels.indices(out.shape[1])
-    rows, cols = range(*rows.indices(out.shape[2])), range(*cols.indices(out.shape[3]))
-    return [c0, c1, rows.start, len(rows), rows.step, cols.start, len(cols), cols.step]
-
-
-def _kernel_plan(out: torch.Tensor, regions: Sequence[Tuple[slice, FillOp]]) -> Tuple[List[int], List[float]]:
-    """The fill ops as the kernels read them: per op its region, the number of sources and their offsets."""
-    plan, weights = [], []
-    for channels, op in regions:
-        plan += kernel_ranges(out, channels, op.rows, op.cols) + [len(op.offsets)]
-        plan += [d for offset in op.offsets for d in offset]
-        weights.append(op.weight)
-    return plan, weights
-
-
-def assemble_in_planes(out: torch.Tensor, regions: Sequence[tuple], parts: Sequence[torch.Tensor],
-                       fills: Sequence[Tuple[slice, FillOp]], shift: Optional[torch.Tensor] = None) -> bool:
-    """Write SkipConv's NCHW output in one pass per (sample, channel) plane with the compiled kernel: each part
-    into its region ``(:, channels, rows, cols)``, then the ``fills``, while the plane is in cache. Whether it
-    could (a contiguous CPU output, a fill to write, the kernel built); if not, ``out`` is untouched."""
-    if not (fills and out.is_contiguous() and fill_kernel_applies(out)
-            and all(part.dtype == out.dtype for part in parts)):
-        return False
-    encoded = [n for region in regions for n in kernel_ranges(out, *region[1:])]
-    plan, weights = _kernel_plan(out, fills)
-    torch.ops.skipconv_det.assemble_(out, list(parts), encoded, plan, weights, shift)
-    return True
-
-
-def apply_fill_by_torch_ops(out: torch.Tensor, regions: Sequence[Tuple[slice, FillOp]],
-                            shift: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """:func:`apply_fill` with PyTorch ops, one per source (and one for the weight) per fill op."""
-    # In NCHW a stride-2 view reads and writes single elements, so several sources are summed from contiguous
-    # copies of the kept lattices (one per cell and channel range, shared by the ops) and written once. In
-    # channels_last each position's channels lie together and the strided views are fast as they are.
-    by_lattice = out.dim() == 4 and not out.is_contiguous(memory_format=torch.channels_last)
-    lattices = {}
-    for channels, op in regions:
-        target = out[:, channels, op.rows, op.cols]
-        if not op.offsets:
-            fill_constant(target, shift, channels)
-        elif len(op.offsets) == 1:
-            target.copy_(out[(slice(None), channels) + op.source(op.offsets[0])])
-        elif by_lattice:
-            first, second, *rest = (_lattice_source(out, lattices, channels, op, o) for o in op.offsets)
-            total = torch.add(first, second)
-            for src in rest:
-                total.add_(src)
-            target.copy_(total.mul_(op.weight))
-        else:
-            first, *rest = (out[(slice(None), channels) + op.source(o)] for o in op.offsets)
-            target.copy_(first)
-            for src in rest:
-                target.add_(src)
-            target.mul_(op.weight)
-    return out
-
-
-def _lattice_source(out: torch.Tensor, lattices: dict, channels: slice, op: FillOp,
-                    offset: Tuple[int, int]) -> torch.Tensor:
-    """``out[:, channels][op.source(offset)]`` as a slice of a contiguous copy of the source's lattice (the
-    positions of its cell (i % 2, j % 2)), copied on first use into ``lattices``."""
-    rows, cols = op.source(offset)
-    cell = (rows.start % 2, cols.start % 2)
-    key = (channels.start, channels.stop, cell)
-    if key not in lattices:
-        lattices[key] = out[:, channels, cell[0]::2, cell[1]::2].contiguous()
-    r0, c0 = rows.start // 2, cols.start // 2
-    return lattices[key][:, :, r0:r0 + len(range(*op.rows.indices(out.shape[2]))),
-                         c0:c0 + len(range(*op.cols.indices(out.shape[3])))]
-
-
-def fill_constant(target: torch.Tensor, shift: Optional[torch.Tensor], channels: slice) -> None:
-    """Set ``target`` (a region of the output) to 0, or to ``shift[channels]`` per channel."""
-    if shift is None:
-        target.zero_()
-    else:
-        target.copy_(shift[channels].view(1, -1, 1, 1).expand_as(target))
-
-
-def kept_cells_of(lattices) -> FrozenSet[Cell]:
-    """The cells (i % 2, j % 2) that a phase's lattices (a, b) cover (None: both parities)."""
-    return frozenset((a, b) for la, lb in lattices for a in ((0, 1) if la is None else (la,))
-                     for b in ((0, 1) if lb is None else (lb,)))
+    return tuple((slice(c0, c1), op) for (c0, c1), kept in kept_by_channels for op in plan(fill, kept, height, width))

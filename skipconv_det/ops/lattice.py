@@ -1,25 +1,15 @@
 # Copyright (c) skipconv_det contributors. Licensed under the Apache License 2.0.
-"""The geometry of SkipConv: which output positions each lattice convolution computes, from which input window,
-with which padding, and which channel blocks run as one convolution. Plain integers throughout, so that the jit
-tracer and torch.compile see no tensor arithmetic in the planning."""
-from typing import List, NamedTuple, Optional, Tuple, Union
+"""The geometry of SkipConv: the output's size and cells, which output positions each lattice convolution
+computes, from which input window, with which padding, and which channel blocks run as one convolution. Plain
+integers throughout, so that the jit tracer and torch.compile see no tensor arithmetic in the planning."""
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from torch.nn.modules.utils import _pair
-
-from .fill import kept_cells_of
 
 IntOrPair = Union[int, Tuple[int, int]]
 
 
-def _split_ranges(n: int, sections: int) -> List[Tuple[int, int]]:
-    """``torch.arange(n).tensor_split(sections)`` as (start, stop) pairs, in plain ints (so torch.compile traces
-    the planning without reading tensors back)."""
-    size, extra = divmod(int(n), sections)  # int: shapes are tensors under the jit tracer
-    bounds = [i * size + min(i, extra) for i in range(sections + 1)]
-    return list(zip(bounds[:-1], bounds[1:]))
-
-
-class _AxisPlan(NamedTuple):
+class AxisPlan(NamedTuple):
     """One spatial axis of a sub-lattice: positions ``offset + period * t`` for t < count of the output.
 
     Lattice position t reads the input window starting at ``first + step * t`` (``extent`` long). The main
@@ -53,14 +43,14 @@ class _AxisPlan(NamedTuple):
         return in_start, in_stop, pad_lo, hi - lo - pad_lo - (in_stop - in_start)
 
 
-def _plan_axis(size: int, kernel: int, stride: int, dilation: int, pad_lo: int, out_size: int,
-               offset: Optional[int]) -> Optional[_AxisPlan]:
+def plan_axis(size: int, kernel: int, stride: int, dilation: int, pad_lo: int, out_size: int,
+              offset: Optional[int]) -> Optional[AxisPlan]:
     """Plan output positions ``offset, offset + 2, ...`` (every position if offset is None) of one axis.
 
     Output i reads the input from ``i * stride - pad_lo``, so lattice position t reads from
     ``first + step * t`` with ``step = period * stride``: a convolution of stride ``step``. Its symmetric padding
     is what the first window needs on the low side; windows that need more on the high side are left to
-    :meth:`_AxisPlan.strip`. Returns None when the output holds no position of this lattice.
+    :meth:`AxisPlan.strip`. Returns None when the output holds no position of this lattice.
     """
     period = 1 if offset is None else 2
     offset = offset or 0
@@ -73,11 +63,11 @@ def _plan_axis(size: int, kernel: int, stride: int, dilation: int, pad_lo: int, 
     crop, pad = max(first, 0), max(-first, 0)
     # Windows of the main conv must end inside the input plus its symmetric padding.
     main = min(count, max(0, (size - 1 + pad - extent + 1 - first) // step + 1))
-    return _AxisPlan(offset, period, count, step, first, extent, crop, pad, main)
+    return AxisPlan(offset, period, count, step, first, extent, crop, pad, main)
 
 
-def _resolve_padding(padding: Union[str, IntOrPair], kernel: Tuple[int, int],
-                     dilation: Tuple[int, int]) -> Tuple[Tuple[int, int], Tuple[int, int]]:
+def resolve_padding(padding: Union[str, IntOrPair], kernel: Tuple[int, int],
+                    dilation: Tuple[int, int]) -> Tuple[Tuple[int, int], Tuple[int, int]]:
     """Per-axis (low, high) zero padding, 'same' and 'valid' included (as F.conv2d resolves them)."""
     if padding == 'valid':
         return (0, 0), (0, 0)
@@ -90,8 +80,35 @@ def _resolve_padding(padding: Union[str, IntOrPair], kernel: Tuple[int, int],
     return (ph, ph), (pw, pw)
 
 
-def _channel_blocks(c0: int, c1: int, out_channels: int, in_channels: int,
-                    groups: int) -> List[Tuple[int, int, int, int, int]]:
+class SpatialGeometry(NamedTuple):
+    """A convolution's spatial geometry, each a (height, width) pair: input ``size``, ``out_size``, ``kernel``,
+    ``stride``, ``pads`` (per axis (low, high), string padding resolved) and ``dilation``."""
+    size: tuple
+    out_size: tuple
+    kernel: Tuple[int, int]
+    stride: Tuple[int, int]
+    pads: Tuple[Tuple[int, int], Tuple[int, int]]
+    dilation: Tuple[int, int]
+
+
+def spatial_geometry(input_size: Sequence[int], kernel: Tuple[int, int], stride: Tuple[int, int],
+                     padding: Union[str, IntOrPair], dilation: Tuple[int, int]) -> SpatialGeometry:
+    """The geometry of a convolution of an input of spatial ``input_size``; a ValueError where F.conv2d would
+    refuse it (string padding with a stride, an input smaller than the dilated kernel)."""
+    pads = resolve_padding(padding, kernel, dilation)
+    if isinstance(padding, str) and padding == 'same' and stride != (1, 1):
+        raise ValueError("padding='same' is not supported for strided convolutions (as in F.conv2d).")
+    size = tuple(input_size)
+    out_size = tuple((s + lo + hi - d * (k - 1) - 1) // st + 1
+                     for s, (lo, hi), k, st, d in zip(size, pads, kernel, stride, dilation))
+    if min(out_size) < 1:
+        raise ValueError(f'SkipConv: input of spatial size {size} with padding {padding} is smaller than the '
+                         f'dilated kernel {kernel} (dilation {dilation}); pad it or use a smaller kernel.')
+    return SpatialGeometry(size, out_size, kernel, stride, pads, dilation)
+
+
+def channel_blocks(c0: int, c1: int, out_channels: int, in_channels: int,
+                   groups: int) -> List[Tuple[int, int, int, int, int]]:
     """Split output channels [c0, c1) of a grouped conv into blocks computable by one conv each.
 
     Returns (out_start, out_stop, in_start, in_stop, groups) per block: a partial group at either end is a
@@ -116,11 +133,6 @@ def _channel_blocks(c0: int, c1: int, out_channels: int, in_channels: int,
     return blocks
 
 
-def _skipped_cells(lattices) -> List[Tuple[int, Optional[int]]]:
-    """The cells (i % 2, j % 2) of the output that a phase's lattices leave out; (a, None) for a whole row parity."""
-    kept = kept_cells_of(lattices)
-    cells = []
-    for a in (0, 1):
-        free = [b for b in (0, 1) if (a, b) not in kept]
-        cells += [(a, None)] if len(free) == 2 else [(a, b) for b in free]
-    return cells
+def cell_size(out_size: Tuple[int, int], cell: Tuple[int, int]) -> Tuple[int, int]:
+    """Rows and columns of the output that lie in ``cell`` (i % 2, j % 2)."""
+    return tuple((n - parity + 1) // 2 for n, parity in zip(out_size, cell))

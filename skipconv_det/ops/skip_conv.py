@@ -11,8 +11,11 @@ input through the convolution's own (implicit) zero padding rather than padding 
 big convolution reads the input in place; the few border positions that would need asymmetric padding come from
 thin padded strips. The work done is exactly the kept positions' multiply-adds, which FLOP counters that trace
 aten convolutions (mmengine.analysis) see as such.
+
+Exported to ONNX and under torch.compile the output is assembled from its four cells instead, and compiled
+inference can hold SkipConv as one opaque op: :func:`skip_conv2d` chooses the path once per call
+(:mod:`._paths`).
 """
-from functools import partial
 from typing import Optional, Union
 
 import torch
@@ -21,79 +24,34 @@ import torch.nn.functional as F
 from mmengine.registry import MODELS
 from torch.nn.modules.utils import _pair
 
-from ._autograd import _Scatter, _scatter
-from ._cells import assemble_from_cells, assembles_from_cells
-from ._custom_op import opaque_under_compile, skip_conv2d_op
-from ._lattice_conv import _pads_explicitly, cell_conv, lattice_pieces
-from ._layout import _suggested_memory_format
-from ._saved import InputCopies
-from ._torch_compat import _conv2d
-from .fill import check_fill, fill_regions, kept_cells_of
-from .lattice import IntOrPair, _resolve_padding, _skipped_cells, _split_ranges
+from ._cells import forced_cell_assembly
+from ._custom_op import compile_mode_in_effect, skip_conv2d_by_custom_op
+from ._paths import PATHS, choose_path
+from .fill import DEFAULT_FILL, check_fill
+from .lattice import IntOrPair
+from .patterns import check_pattern, skip_density
 
-# Each pattern splits the 2x2 cell of output positions (i % 2, j % 2) into phases; phase g is what channel group g
-# keeps when channels are shifted, and phase 0 is the pattern itself. A phase is a list of lattices (a, b):
-# rows i % 2 == a (every row if a is None) and columns j % 2 == b (every column if b is None).
-_PHASES = {
-    'checkerboard': (((0, 0), (1, 1)), ((0, 1), (1, 0))),
-    'row': (((0, None),), ((1, None),)),
-    'col': (((None, 0),), ((None, 1),)),
-    'grid': (((0, 0),), ((0, 1),), ((1, 0),), ((1, 1),)),
-    'none': (((None, None),),),
-}
-SKIP_PATTERNS = tuple(_PHASES)
-# Each phase keeps the same number of the four cells.
-_DENSITY = {pattern: len(kept_cells_of(phases[0])) / 4 for pattern, phases in _PHASES.items()}
+# Every path a call can take (chosen by choose_path), each taking skip_conv2d's checked arguments.
+_PATHS = {'custom_op': skip_conv2d_by_custom_op, **PATHS}
 
 
-def _check_pattern(skip_pattern: str) -> None:
-    if skip_pattern not in _PHASES:
-        raise ValueError(f'Unknown skip_pattern {skip_pattern!r}; use one of {", ".join(SKIP_PATTERNS)}.')
-
-
-def skip_phases(skip_pattern: str) -> tuple:
-    """The phases of a pattern: phase g (what channel group g keeps when channels are shifted; phase 0 is the
-    pattern itself) as a tuple of lattices (a, b): output rows i % 2 == a (every row if a is None) and columns
-    j % 2 == b (every column if b is None)."""
-    _check_pattern(skip_pattern)
-    return _PHASES[skip_pattern]
-
-
-def skip_density(skip_pattern: str) -> float:
-    """Fraction of output positions a pattern keeps (on an even-sized grid)."""
-    _check_pattern(skip_pattern)
-    return _DENSITY[skip_pattern]
-
-
-def skip_mask(skip_pattern: str,
-              out_channels: int,
-              height: int,
-              width: int,
-              shift_channels: bool = False,
-              device: Optional[torch.device] = None) -> torch.Tensor:
-    """The kept positions as a bool tensor of shape (out_channels, height, width), written from the formulas of
-    docs/operator.md (Patterns, shift_channels). The fast path never uses it; it defines the reference
-    ``F.conv2d(...) * mask``."""
-    _check_pattern(skip_pattern)
-    i = torch.arange(height, device=device).view(1, -1, 1)
-    j = torch.arange(width, device=device).view(1, 1, -1)
-    num_phases = len(_PHASES[skip_pattern])
-    g = torch.zeros(out_channels, dtype=torch.long, device=device)
-    if shift_channels:
-        for phase, chans in enumerate(torch.arange(out_channels).tensor_split(num_phases)):
-            g[chans.to(g.device)] = phase
-    g = g.view(-1, 1, 1)
-    if skip_pattern == 'checkerboard':
-        keep = (i + j + g) % 2 == 0
-    elif skip_pattern == 'row':
-        keep = (i + g) % 2 == 0
-    elif skip_pattern == 'col':
-        keep = (j + g) % 2 == 0
-    elif skip_pattern == 'grid':
-        keep = (i % 2 == g // 2) & (j % 2 == g % 2)
-    else:
-        keep = torch.ones_like(i + j + g, dtype=torch.bool)
-    return keep.expand(out_channels, height, width)
+def _check_operands(x: torch.Tensor, weight: torch.Tensor, groups: int) -> None:
+    if x.dim() != 4:
+        raise ValueError(f'SkipConv expects a 4D input (N, C, H, W), got shape {tuple(x.shape)}; '
+                         'add a batch dimension with x.unsqueeze(0).')
+    if weight.dim() != 4:
+        raise ValueError(f'SkipConv expects a 4D weight (C_out, C_in // groups, kH, kW), got {tuple(weight.shape)}.')
+    in_channels = weight.shape[1] * groups
+    if x.shape[1] != in_channels:
+        raise ValueError(f'SkipConv got an input with {x.shape[1]} channels, but its weight expects '
+                         f'{in_channels} (= {weight.shape[1]} per group x {groups} groups); '
+                         f'feed a tensor of shape (N, {in_channels}, H, W) or fix in_channels.')
+    if x.device != weight.device:
+        raise ValueError(f'SkipConv got an input on {x.device} but its weight is on {weight.device}; move one '
+                         f'of them, e.g. x.to({str(weight.device)!r}) or layer.to({str(x.device)!r}).')
+    if not x.is_floating_point() or (x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type)):
+        raise TypeError(f'SkipConv got a {x.dtype} input for a {weight.dtype} weight; it needs the same floating '
+                        f'dtype for both, e.g. x.to({weight.dtype}) or layer.to({x.dtype}).')
 
 
 def skip_conv2d(x: torch.Tensor,
@@ -105,7 +63,7 @@ def skip_conv2d(x: torch.Tensor,
                 groups: int = 1,
                 skip_pattern: str = 'checkerboard',
                 shift_channels: bool = False,
-                fill: str = 'linear',
+                fill: str = DEFAULT_FILL,
                 shift: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Functional SkipConv: ``F.conv2d`` computed only on the pattern's output positions; the others hold zeros
     or values filled in from their computed neighbours (``fill``).
@@ -132,93 +90,18 @@ def skip_conv2d(x: torch.Tensor,
         Tensor: (N, C_out, H_out, W_out); with ``fill='zero'`` equal to ``F.conv2d(...) * skip_mask(...)``
         (plus ``shift``).
     """
-    _check_pattern(skip_pattern)
+    check_pattern(skip_pattern)
     check_fill(fill)
-    if x.dim() != 4:
-        raise ValueError(f'SkipConv expects a 4D input (N, C, H, W), got shape {tuple(x.shape)}; '
-                         'add a batch dimension with x.unsqueeze(0).')
-    if weight.dim() != 4:
-        raise ValueError(f'SkipConv expects a 4D weight (C_out, C_in // groups, kH, kW), got {tuple(weight.shape)}.')
-    out_channels = weight.shape[0]
-    in_channels = weight.shape[1] * groups
-    if x.shape[1] != in_channels:
-        raise ValueError(f'SkipConv got an input with {x.shape[1]} channels, but its weight expects '
-                         f'{in_channels} (= {weight.shape[1]} per group x {groups} groups); '
-                         'feed a tensor of shape (N, {in_channels}, H, W) or fix in_channels.')
-    if x.device != weight.device:
-        raise ValueError(f'SkipConv got an input on {x.device} but its weight is on {weight.device}; move one '
-                         f'of them, e.g. x.to({str(weight.device)!r}) or layer.to({str(x.device)!r}).')
-    if not x.is_floating_point() or (x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type)):
-        raise TypeError(f'SkipConv got a {x.dtype} input for a {weight.dtype} weight; it needs the same floating '
-                        f'dtype for both, e.g. x.to({weight.dtype}) or layer.to({x.dtype}).')
+    _check_operands(x, weight, groups)
     stride, dilation = _pair(stride), _pair(dilation)
-    if opaque_under_compile(x, weight, bias, padding, shift):
-        return skip_conv2d_op(x, weight, bias, list(stride), list(_pair(padding)), list(dilation), groups,
-                              skip_pattern, shift_channels, fill, shift)
-    if shift is not None:
-        if shift.requires_grad and torch.is_grad_enabled():  # a learnt shift: plain autograd
-            out = skip_conv2d(x, weight, bias, stride, padding, dilation, groups, skip_pattern, shift_channels, fill)
-            return out + shift.view(1, -1, 1, 1)
-        # Kept positions get it with the bias; fills of them carry it on (their weights sum to 1).
-        bias = shift if bias is None else bias + shift
-    if skip_pattern == 'none':
-        return _conv2d(x, weight, bias, stride, padding, dilation, groups)
-
-    kernel = tuple(weight.shape[2:])
-    pads = _resolve_padding(padding, kernel, dilation)
-    if isinstance(padding, str) and padding == 'same' and stride != (1, 1):
-        raise ValueError("padding='same' is not supported for strided convolutions (as in F.conv2d).")
-    size = tuple(x.shape[2:])
-    out_size = tuple((s + lo + hi - d * (k - 1) - 1) // st + 1
-                     for s, (lo, hi), k, st, d in zip(size, pads, kernel, stride, dilation))
-    if min(out_size) < 1:
-        raise ValueError(f'SkipConv: input of spatial size {size} with padding {padding} is smaller than the '
-                         f'dilated kernel {kernel} (dilation {dilation}); pad it or use a smaller kernel.')
-    phases = _PHASES[skip_pattern]
-    if shift_channels:
-        ranges = _split_ranges(out_channels, len(phases))
-    else:
-        ranges = [(0, out_channels)] + [(0, 0)] * (len(phases) - 1)
-    if assembles_from_cells():
-        # A fixed-shape graph: plain ints, so that the TorchScript exporter records no shape arithmetic.
-        size, out_size = (tuple(int(n) for n in s) for s in (size, out_size))
-        memory_format = _suggested_memory_format(x, weight)
-        convs = partial(cell_conv, x, size, kernel, stride, pads, dilation, out_size, bias=bias, groups=groups,
-                        weight=weight.contiguous(memory_format=memory_format), memory_format=memory_format,
-                        copies=InputCopies(x))
-        return assemble_from_cells(x, convs, phases, ranges, fill, shift, out_size)
-
-    copies = InputCopies(x, weight, bias)  # the copies of x that lattices read, kept for backward as recipes
-    if any(p for axis in pads for p in axis) and _pads_explicitly(x, weight):
-        # Every lattice then fits in the padded input and is a single convolution (of a cropped view).
-        x = copies.make(F.pad, x, (*pads[1], *pads[0]))
-        size, pads = tuple(x.shape[2:]), ((0, 0), (0, 0))
-
-    # The output layout follows ATen's convolution: channels_last if the input's or the weight's strides
-    # suggest it (the same stride heuristic, so that ambiguous shapes such as N=0 or 1x1 agree too).
-    memory_format = _suggested_memory_format(x, weight)
-    # Once here rather than in each lattice's conv call, which would copy the weight to this layout every time.
-    weight = weight.contiguous(memory_format=memory_format)
-    kwargs = dict(weight=weight, bias=bias, groups=groups, memory_format=memory_format, copies=copies)
-    pieces = lattice_pieces(x, phases, ranges, size, out_size, kernel, stride, pads, dilation, **kwargs)
-    regions, parts = [p[0] for p in pieces], [p[1] for p in pieces]
-    out_like = ((x.shape[0], out_channels) + out_size, parts[0].dtype if parts else x.dtype, x.device)
-    fills, skipped = (), ()
-    if fill != 'zero':  # the fill writes every skipped position
-        fills = fill_regions(fill, [(r, kept_cells_of(lattices)) for r, lattices in zip(ranges, phases)
-                                    if r[1] > r[0]], *out_size)
-    elif memory_format == torch.channels_last:
-        skipped = tuple(
-            (slice(None), slice(c0, c1), slice(a, None, 2), slice(None) if b is None else slice(b, None, 2))
-            for (c0, c1), lattices in zip(ranges, phases) if c1 > c0 for a, b in _skipped_cells(lattices))
-    else:
-        skipped = None
-    if torch.jit.is_tracing() or not (torch.is_grad_enabled() and any(p.requires_grad for p in parts)):
-        # Without a gradient to take, the Function only adds overhead. The tracer (used by FLOP counters) cannot
-        # record a Function with Python-object arguments, and torch.compile (2.14) breaks the graph on one under
-        # no_grad (it cannot set the tuple arguments on ctx); plain in-place copies do the same.
-        return _scatter(out_like, memory_format, regions, skipped, fills, shift, parts)
-    return _Scatter.apply(out_like, memory_format, tuple(regions), skipped, fills, shift, *parts)
+    # A learnt shift takes plain autograd: added after the path, which then has no shift to carry.
+    learnt_shift = shift if shift is not None and shift.requires_grad and torch.is_grad_enabled() else None
+    if learnt_shift is not None:
+        shift = None
+    path = choose_path(x, weight, bias, padding, shift, skip_pattern, compile_mode_in_effect(),
+                       forced_cell_assembly())
+    out = _PATHS[path](x, weight, bias, stride, padding, dilation, groups, skip_pattern, shift_channels, fill, shift)
+    return out if learnt_shift is None else out + learnt_shift.view(1, -1, 1, 1)
 
 
 @MODELS.register_module('SkipConv')
@@ -260,8 +143,8 @@ class SkipConv2d(nn.Conv2d):
                  dtype=None,
                  skip_pattern: str = 'checkerboard',
                  shift_channels: bool = False,
-                 fill: str = 'linear') -> None:
-        _check_pattern(skip_pattern)
+                 fill: str = DEFAULT_FILL) -> None:
+        check_pattern(skip_pattern)
         check_fill(fill)
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
                          padding_mode, device, dtype)
@@ -286,7 +169,7 @@ class SkipConv2d(nn.Conv2d):
     @property
     def density(self) -> float:
         """Fraction of output positions computed (on an even-sized output)."""
-        return _DENSITY[self.skip_pattern]
+        return skip_density(self.skip_pattern)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         padding = self.padding
