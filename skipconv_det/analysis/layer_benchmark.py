@@ -8,8 +8,7 @@ from typing import Dict, Iterable, List, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from ..ops import DEFAULT_FILL, skip_conv2d, skip_density
-from ..ops._cells import cell_assembly
+from ..ops import DEFAULT_FILL, cell_assembly, skip_conv2d, skip_density
 from .complexity import measure_latencies, profile_calls
 from .onnxruntime_timing import onnxruntime_calls
 
