@@ -265,6 +265,7 @@ def test_narrow_vgg_is_mmpretrains_vgg_at_a_width():
         NarrowVGG(16, base_channels=16, num_classes=10)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize('model', sorted(CLS_STUDY_MODELS))
 def test_study_configs_train_and_validate(model, data_roots, tmp_path):
     """The classification study's CPU-sized configs (configs/demo/) build through mmpretrain's Runner and train."""

@@ -151,25 +151,25 @@ def test_written_config_builds_exactly_the_planned_layers(tmp_path, resnet20):
     assert out.read_text().startswith('# a header line\n')
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_plan_tool_end_to_end(tmp_path):
+    from skipconv_det.apis.plan import measure_config
     from skipconv_det.cli.plan import run_plan
     from skipconv_det.datasets.synthetic_cls import write_cifar
 
     data = write_cifar(str(tmp_path / 'data'), 16, 4, difficulty='hard')
     out = tmp_path / 'planned.py'
+    options = [f'train_dataloader.dataset.data_root={data}', 'train_dataloader.batch_size=4']
     result = run_plan([RESNET20, '--flops-ratio', '0.6', '--out', str(out), '--work-dir', str(tmp_path / 'wd'),
-                       '--warmup-iters', '2', '--batches', '1', '--cfg-options',
-                       f'train_dataloader.dataset.data_root={data}', 'train_dataloader.batch_size=4'])
+                       '--warmup-iters', '2', '--batches', '1', '--cfg-options', *options])
     dense, planned = (result['flops'][k]['flops']['total'] for k in ('dense', 'planned'))
     assert planned <= 0.6 * dense
     # The predicted ratio is the counted one (the head and the pooling are the same in both).
     assert planned / dense == pytest.approx(result['predicted_flops_ratio'], abs=1e-3)
     assert Config.fromfile(str(out)).model.type == 'SkipConvModel'
-    # The measurements are reused for another budget of the same config.
-    saved = json.loads((tmp_path / 'wd' / 'sensitivity.json').read_text())
-    again = run_plan([RESNET20, '--flops-ratio', '0.4', '--out', str(tmp_path / 'p2.py'), '--work-dir',
-                      str(tmp_path / 'wd'), '--warmup-iters', '2', '--batches', '1', '--cfg-options',
-                      f'train_dataloader.dataset.data_root={data}', 'train_dataloader.batch_size=4'])
-    assert again['layers'] == saved['layers']
-    assert again['flops']['planned']['flops']['total'] <= 0.4 * dense
+    # The measurements are reused for another budget of the same config and settings, and redone for others.
+    lines = []
+    again = measure_config(RESNET20, str(tmp_path / 'wd'), warmup_iters=2, num_batches=1, log=lines.append,
+                           cfg_options={'train_dataloader.dataset.data_root': data, 'train_dataloader.batch_size': 4})
+    assert lines == [f'measurements reused from {tmp_path / "wd" / "sensitivity.json"}']
+    assert again['layers'] == json.loads((tmp_path / 'wd' / 'sensitivity.json').read_text())['layers']
