@@ -121,8 +121,8 @@ def test_candidates_geometry_and_costs_leave_the_model_dense(resnet20):
     assert geometry['backbone.layer3.0.conv2'] == ConvGeometry(64 * 9, [(64, 8, 8)])
     state = {k: v.clone() for k, v in resnet20.state_dict().items()}
     names = names[:2]
-    base, costs = measure_costs(resnet20, names, [CHECKERBOARD, GRID_SHIFT], [dict(inputs=inputs, data_samples=samples)],
-                                geometry, log=lambda line: None)
+    batches = [dict(inputs=inputs, data_samples=samples)]
+    base, costs = measure_costs(resnet20, names, [CHECKERBOARD, GRID_SHIFT], batches, geometry, log=lambda line: None)
     assert [c.name for c in costs] == names and base > 0
     for cost in costs:
         assert cost.flops[str(GRID_SHIFT)] < cost.flops[str(CHECKERBOARD)] < cost.flops[DENSE]
