@@ -23,6 +23,7 @@ from .plan import Target, Term
 from .write import kernel_applies, write
 
 Value = Union[Lattice, torch.Tensor]
+_MKLDNN = torch.backends.mkldnn.is_available()
 
 
 def conv_bias(conv: nn.Conv2d) -> Optional[torch.Tensor]:
@@ -36,8 +37,8 @@ def conv_bias(conv: nn.Conv2d) -> Optional[torch.Tensor]:
 def _fuses_epilogue(x: torch.Tensor) -> bool:
     """Whether oneDNN's fused convolution (``torch.ops.mkldnn._convolution_pointwise``, which inductor uses for
     CPU convolutions) runs this one: eager CPU float32 or bfloat16."""
-    return (x.device.type == 'cpu' and x.dtype in (torch.float32, torch.bfloat16) and torch.backends.mkldnn.is_available()
-            and not torch.jit.is_tracing() and not torch.compiler.is_compiling() and not torch.onnx.is_in_onnx_export())
+    return (not torch.compiler.is_compiling() and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export()
+            and x.device.type == 'cpu' and x.dtype in (torch.float32, torch.bfloat16) and _MKLDNN)
 
 
 def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride=1, dilation=1, groups: int = 1,
@@ -85,9 +86,11 @@ def _shifted(padded: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     slice (which it copies)."""
     if not rows and not cols:
         return padded
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():  # storage is not theirs to look at
+        return padded[:, :, rows:, cols:]
     offset = padded.storage_offset() + rows * padded.stride(2) + cols * padded.stride(3)
     last = offset + sum((n - 1) * s for n, s in zip(padded.shape, padded.stride()))
-    if last < padded.untyped_storage().nbytes() // padded.element_size() and not torch.compiler.is_compiling():
+    if last < padded.untyped_storage().nbytes() // padded.element_size():
         return padded.as_strided(padded.shape, padded.stride(), offset)
     return padded[:, :, rows:, cols:]
 
@@ -121,9 +124,13 @@ def conv_lattices(source: PaddedMap, conv: nn.Conv2d, activation: Optional[Tuple
     return Lattice(tuple(kept), out_size, _constant(conv, activation, residual))
 
 
-def _constant(conv: nn.Conv2d, activation, residual) -> Optional[torch.Tensor]:
-    """A conv output's constant (its shift), while it is linear."""
-    return getattr(conv, 'shift', None) if activation is None and residual is None else None
+def _constant(conv: nn.Conv2d, activation, residual: Optional[Lattice]) -> Optional[torch.Tensor]:
+    """A conv output's constant while it is linear: its shift, plus a linear residual's constant."""
+    if activation is not None:
+        return None
+    constants = [c for c in (getattr(conv, 'shift', None), None if residual is None else residual.constant)
+                 if c is not None]
+    return None if not constants else constants[0] if len(constants) == 1 else constants[0] + constants[1]
 
 
 def conv_kept(x: Lattice, conv: nn.Conv2d, activation: Optional[Tuple[float, float]] = None,

@@ -31,6 +31,7 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.modules.utils import _pair
 
 from ..ops import SkipConv2d
 from . import functional as L
@@ -170,11 +171,42 @@ class LatticeGraph:
             return m
         return None
 
+    def _max_pool(self, node: fx.Node) -> Optional[tuple]:
+        """(kernel, stride, padding, dilation) of a max pool whose every reader is a 1x1 stride-1 SkipConv of one
+        pattern (the ResNet stem's): it is computed at that pattern's kept lattices only."""
+        if node.op == 'call_module' and type(self.modules[node.target]) is nn.MaxPool2d and len(node.args) == 1:
+            m = self.modules[node.target]
+            if m.ceil_mode or m.return_indices:
+                return None
+            params = (m.kernel_size, m.stride, m.padding, m.dilation)
+        elif node.op == 'call_function' and node.target is F.max_pool2d:
+            bound = dict(zip(('input', 'kernel_size', 'stride', 'padding', 'dilation', 'ceil_mode', 'return_indices'),
+                             node.args), **node.kwargs)
+            if bound.get('ceil_mode') or bound.get('return_indices'):
+                return None
+            params = (bound['kernel_size'], bound.get('stride') or bound['kernel_size'], bound.get('padding', 0),
+                      bound.get('dilation', 1))
+        else:
+            return None
+        if any(isinstance(p, fx.Node) for p in params):
+            return None
+        readers = [self._skipconv(u) for u in node.users]
+        if not readers or any(r is None or tuple(r.kernel_size) != (1, 1) or tuple(r.stride) != (1, 1)
+                              or tuple(r.padding) != (0, 0) for r in readers):
+            return None
+        if len({r.skip_pattern for r in readers}) != 1 or any(u.args[0] is not node for u in node.users):
+            return None
+        return tuple(_pair(p) for p in params) + (readers[0].skip_pattern, )
+
     def _type_nodes(self) -> None:
         for node in self.graph.nodes:
             conv = self._skipconv(node)
             if conv is not None:
                 self._type_skipconv(node, conv)
+                continue
+            pool = self._max_pool(node)
+            if pool is not None:
+                self.type[node], self.rule[node] = _Lat(pool[-1], None), _Rule('pool_lattices', pool)
                 continue
             args = node.args
             x = self._lat(args[0]) if args else None
@@ -230,7 +262,7 @@ class LatticeGraph:
         rule = self.rule.get(user)
         if rule is None or user.op == 'output':
             return 'full'
-        if rule.name == 'conv_lattices':
+        if rule.name in ('conv_lattices', 'pool_lattices'):
             return 'padded'
         if rule.name == 'add_full':
             return 'term'
@@ -348,21 +380,21 @@ class LatticeGraph:
                     tuple(lattice[v] if kind != 'full' else full[v] for kind, v in terms))
 
         def padding_for(node):
-            """The border and slack a value's window readers need (one border: the first reader's)."""
+            """The border, its value and the slack a value's window readers need (one border: the first
+            reader's; readers wanting another get a copy, :meth:`_padded_source`)."""
             users = list(node.users)
             users += [u for user in users if user in self.fused for u in user.users]
-            readers = [self.modules[u.target] for u in users if self.rule.get(u, _Rule('')).name == 'conv_lattices']
-            if not readers:
-                return None
-            pad = tuple(readers[0].padding)
-            slack = tuple(max(m.stride[k] for m in readers if tuple(m.padding) == pad) for k in (0, 1))
-            return pad, slack
+            specs = [self._window(u) for u in users if self._window(u) is not None]
+            if not specs:
+                return (0, 0), (0, 0), 0.0
+            pad, _, value = specs[0]
+            slack = tuple(max(st[k] for p, st, v in specs if (p, v) == (pad, value)) for k in (0, 1))
+            return pad, slack, value
 
         def materialise(node, terms, clamp):
-            spec = padding_for(node)
-            pad, slack = spec if spec is not None else ((0, 0), (0, 0))
+            pad, slack, value = padding_for(node)
             kinds, values = write_terms(terms)
-            written = new.call_function(L.materialise, (kinds, values, clamp, pad, 0.0, slack))
+            written = new.call_function(L.materialise, (kinds, values, clamp, pad, value, slack))
             padded[node] = written
             full[node] = new.call_function(L.full_map, (written, ))
 
@@ -415,11 +447,12 @@ class LatticeGraph:
     def _emit_lattice(self, new: fx.Graph, node: fx.Node, rule: _Rule, lattice, full, padded, module_of) -> fx.Node:
         name, arg = rule.name, node.args[0] if node.args else None
         if name == 'conv_lattices':
-            source = padded.get(arg)
-            conv = self.modules[node.target]
-            if source is None or tuple(conv.padding) != self._padding_of(source):
-                source = new.call_function(L.pad_map, (full[arg], tuple(conv.padding), 0.0, tuple(conv.stride)))
-            return new.call_function(L.conv_lattices, (source, module_of(node)))
+            return new.call_function(L.conv_lattices, (self._padded_source(new, node, padded, full),
+                                                       module_of(node)))
+        if name == 'pool_lattices':
+            kernel, stride, _, dilation, pattern = rule.args
+            return new.call_function(L.pool_lattices, (self._padded_source(new, node, padded, full), pattern,
+                                                       kernel, stride, dilation))
         if name == 'conv_kept':
             return new.call_function(L.conv_kept, (lattice[arg], module_of(node)))
         if name == 'conv_gathered':
@@ -438,9 +471,25 @@ class LatticeGraph:
             return new.call_function(L.lattice_add, (lattice[node.args[0]], lattice[node.args[1]]))
         raise AssertionError(name)
 
-    @staticmethod
-    def _padding_of(source: fx.Node) -> tuple:
-        return tuple(source.args[3])
+    def _window(self, user: fx.Node) -> Optional[Tuple[tuple, tuple, float]]:
+        """(padding, stride, padding value) of a reader that reads a padded map, else None."""
+        rule = self.rule.get(user)
+        if rule is None:
+            return None
+        if rule.name == 'conv_lattices':
+            conv = self.modules[user.target]
+            return tuple(conv.padding), tuple(conv.stride), 0.0
+        if rule.name == 'pool_lattices':  # max pooling pads with -inf
+            return rule.args[2], rule.args[1], -_INF
+        return None
+
+    def _padded_source(self, new: fx.Graph, node: fx.Node, padded, full) -> fx.Node:
+        """The padded map ``node`` reads: its input's materialised one, or a padded copy of its input."""
+        pad, stride, value = self._window(node)
+        source = padded.get(node.args[0])
+        if source is None or (tuple(source.args[3]), source.args[4]) != (pad, value):
+            source = new.call_function(L.pad_map, (full[node.args[0]], pad, value, stride))
+        return source
 
 
 _CONVS = (L.conv_kept, L.conv_lattices, L.conv_subsampled)

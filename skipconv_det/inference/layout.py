@@ -11,7 +11,6 @@ likewise; full position ``(i, j)`` lies at lattice index ``(i // 2, j // 2)`` (`
 tensor may be stored larger than the lattice (the size of the pattern's first lattice, which is the largest): the
 positions past the lattice's own extent hold values nobody reads (:func:`lattice_extent` says where they start).
 """
-from functools import lru_cache
 from typing import NamedTuple, Optional, Tuple
 
 import torch
@@ -70,13 +69,11 @@ class PaddedMap(NamedTuple):
         return self.padded[:, :, ph:hp - ph, pw:wp - pw]
 
 
-@lru_cache(maxsize=None)
 def kept_lattices(pattern: str) -> Tuple[LatticeSpec, ...]:
     """The lattices a pattern keeps (in every channel)."""
     return tuple(skip_phases(pattern)[0])
 
 
-@lru_cache(maxsize=None)
 def complement(pattern: str) -> Tuple[LatticeSpec, ...]:
     """The lattices of the positions a pattern skips: those of its other phases."""
     return tuple(lattice for phase in skip_phases(pattern)[1:] for lattice in phase)

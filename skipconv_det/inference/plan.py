@@ -17,6 +17,8 @@ s, each a block of one cell whose positions all read the same inputs at the same
 from functools import lru_cache
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
+import torch
+
 from ..ops import plan_fill
 from .layout import CELLS, Cell, cells_of, complement, kept_lattices, lattice_index, lattice_of
 
@@ -69,6 +71,12 @@ class Target(NamedTuple):
         return tuple(cell for lattice in complement(self.pattern) for cell in cells_of(lattice))
 
 
+def planned(planner):
+    """A cached planner, or under torch.compile the function itself (dynamo runs the planning once per graph, and
+    warns about a cache it would bypass)."""
+    return planner.__wrapped__ if torch.compiler.is_compiling() else planner
+
+
 def _axis_groups(size: int, parity: int) -> List[Tuple[int, int, frozenset]]:
     """Positions ``parity + 2 k`` of an axis of ``size`` as runs (first k, count, offsets -1/0/+1 that stay inside):
     the first position, the last one and those in between, each with its own border."""
@@ -93,7 +101,7 @@ def _fill_offsets(fill: str, pattern: str, cell: Cell, row: int, col: int, size:
     if fill == 'zero':
         return ()
     kept = frozenset(c for lattice in kept_lattices(pattern) for c in cells_of(lattice))
-    for op in plan_fill(fill, kept, *size):
+    for op in planned(plan_fill)(fill, kept, *size):
         if row in range(*op.rows.indices(size[0])) and col in range(*op.cols.indices(size[1])):
             return op.offsets
     raise AssertionError(f'no fill op covers ({row}, {col}) of cell {cell}')
@@ -199,3 +207,72 @@ def target_position(target: Target, region: Region, pad: Sequence[int] = (0, 0))
     index = lattice_of(region.cell, lattices)
     (row0, row_step), (col0, col_step) = (lattice_index(p, x, 2) for p, x in zip(lattices[index], (row, col)))
     return index, row0, row_step, col0, col_step
+
+
+# A weight over a cell, constant on blocks: (row block sizes, column block sizes, value per block, rows first).
+BlockMap = Tuple[Tuple[int, ...], Tuple[int, ...], Tuple[Tuple[float, ...], ...]]
+
+
+class CellSource(NamedTuple):
+    """``weight * inputs[input][..., row + row_step * k, col + col_step * m]`` at position (k, m) of a whole cell,
+    read as 0 outside the input; ``weight`` a float or a :data:`BlockMap` (0 where the source is not used)."""
+    input: int
+    row: int
+    row_step: int
+    col: int
+    col_step: int
+    weight: object
+
+
+class CellPlan(NamedTuple):
+    """A target cell as a sum of whole-cell shifted slices (the form inductor fuses and exporters record as a few
+    ops): its size, its sources, and the map of each set of constants it adds."""
+    cell: Cell
+    size: Tuple[int, int]
+    sources: Tuple[CellSource, ...]
+    constants: Tuple[Tuple[Tuple[int, ...], object], ...]
+
+
+def _block_value(values: dict, blocks) -> object:
+    """A float if every block holds the same value, else the :data:`BlockMap`."""
+    (row_sizes, col_sizes), grid = blocks
+    table = tuple(tuple(values.get((r, c), 0.0) for c in range(len(col_sizes))) for r in range(len(row_sizes)))
+    flat = {v for row in table for v in row}
+    return flat.pop() if len(flat) == 1 else (row_sizes, col_sizes, table)
+
+
+@lru_cache(maxsize=4096)
+def plan_cells(terms: Tuple[Term, ...], size: Tuple[int, int], target: Target) -> Tuple[CellPlan, ...]:
+    """:func:`plan_write`'s regions regrouped per target cell: each distinct source shift over the whole cell, weighted
+    by a map that is its weight on the regions that read it and 0 elsewhere."""
+    regions = planned(plan_write)(terms, size, target)
+    plans = []
+    for cell in target.cells():
+        rows, cols = ((n - p + 1) // 2 for n, p in zip(size, cell))
+        mine = [r for r in regions if r.cell == cell]
+        if rows <= 0 or cols <= 0 or not mine:
+            plans.append(CellPlan(cell, (max(rows, 0), max(cols, 0)), (), ()))
+            continue
+        row_cuts = sorted({r.first_row for r in mine} | {r.first_row + r.rows for r in mine})
+        col_cuts = sorted({r.first_col for r in mine} | {r.first_col + r.cols for r in mine})
+        row_sizes = tuple(b - a for a, b in zip(row_cuts, row_cuts[1:]))
+        col_sizes = tuple(b - a for a, b in zip(col_cuts, col_cuts[1:]))
+        sources, constants = {}, {}
+        for region in mine:
+            blocks = [(i, j) for i in range(len(row_sizes)) for j in range(len(col_sizes))
+                      if region.first_row <= row_cuts[i] < region.first_row + region.rows
+                      and region.first_col <= col_cuts[j] < region.first_col + region.cols]
+            for s in region.sources:
+                key = (s.input, s.row - s.row_step * region.first_row, s.row_step, s.col - s.col_step * region.first_col,
+                       s.col_step)
+                for block in blocks:
+                    values = sources.setdefault(key, {})
+                    values[block] = values.get(block, 0.0) + s.weight
+            if region.constant_terms:
+                for block in blocks:
+                    constants.setdefault(region.constant_terms, {})[block] = 1.0
+        grid = ((row_sizes, col_sizes), None)
+        plans.append(CellPlan(cell, (rows, cols),
+                              tuple(CellSource(*key, _block_value(values, grid)) for key, values in sources.items()),
+                              tuple((terms_, _block_value(values, grid)) for terms_, values in constants.items())))
+    return tuple(plans)

@@ -16,8 +16,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from .layout import Cell, cells_of, complement
-from .plan import Region, Target, Term, plan_write, target_position
+from .layout import Cell, complement
+from .plan import CellPlan, Region, Target, Term, plan_cells, plan_write, planned, target_position
 
 Clamp = Optional[Tuple[float, float]]  # an activation as clamp(low, high): ReLU is (0, inf); None: none
 
@@ -56,8 +56,8 @@ def build_kernel() -> bool:
 def kernel_applies(like: torch.Tensor) -> bool:
     """Whether the compiled kernel writes for ``like``'s device here: eager CPU, not tracing, compiling or
     exporting, the kernel built."""
-    return (like.device.type == 'cpu' and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
-            and not torch.onnx.is_in_onnx_export() and _load_kernel() is not None)
+    return (not torch.compiler.is_compiling() and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export()
+            and like.device.type == 'cpu' and _load_kernel() is not None)
 
 
 class _KernelPlan:
@@ -170,45 +170,54 @@ def _write_by_kernel(terms, inputs, constants, size, target, clamp, pad, pad_val
     return targets
 
 
-def _block(region: Region, inputs: Sequence[torch.Tensor], constant: Optional[torch.Tensor]) -> torch.Tensor:
-    """A region's values as a (N, C, rows, cols) tensor."""
+def _block_map(like: torch.Tensor, weight) -> torch.Tensor:
+    """A :data:`~.plan.BlockMap` as a (1, 1, h, w) tensor like ``like``."""
+    rows, cols, values = weight
+    return torch.cat([
+        torch.cat([like.new_full((1, 1, h, w), v) for w, v in zip(cols, row_values)], dim=3)
+        for h, row_values in zip(rows, values)
+    ], dim=2)
+
+
+def _weighted(value: torch.Tensor, weight, like: torch.Tensor) -> torch.Tensor:
+    if isinstance(weight, tuple):
+        return value * _block_map(like, weight)
+    return value if weight == 1.0 else value * weight
+
+
+def _cell_tensor(plan: CellPlan, inputs, padded, constant_of, like) -> torch.Tensor:
+    """A cell of the target: the sum of its sources' whole-cell slices (inputs read through ``padded``: zero borders
+    where a slice runs past an input) and constants."""
+    h, w = plan.size
     total = None
-    by_weight: Dict[float, List[torch.Tensor]] = {}
-    for s in region.sources:
-        x = inputs[s.input]
-        part = x[:, :, s.row:s.row + s.row_step * (region.rows - 1) + 1:s.row_step,
-                 s.col:s.col + s.col_step * (region.cols - 1) + 1:s.col_step]
-        by_weight.setdefault(s.weight, []).append(part)
-    for weight, parts in by_weight.items():
-        value = parts[0]
-        for part in parts[1:]:
-            value = value + part
-        if weight != 1.0:
-            value = value * weight
-        total = value if total is None else total + value
-    if constant is not None:
-        c = constant.to(inputs[0].dtype).view(1, -1, 1, 1)
-        total = c.expand(inputs[0].shape[0], -1, region.rows, region.cols) if total is None else total + c
+    for s in plan.sources:
+        x, (top, left) = padded[s.input]
+        part = x[:, :, top + s.row:top + s.row + s.row_step * (h - 1) + 1:s.row_step,
+                 left + s.col:left + s.col + s.col_step * (w - 1) + 1:s.col_step]
+        part = _weighted(part, s.weight, like)
+        total = part if total is None else total + part
+    for terms, weight in plan.constants:
+        constant = constant_of(terms)
+        if constant is None:
+            continue
+        part = _weighted(constant.to(like.dtype).view(1, -1, 1, 1).expand(like.shape[0], -1, h, w), weight, like)
+        total = part if total is None else total + part
     if total is None:
-        like = inputs[0]
-        total = like.new_zeros((like.shape[0], like.shape[1], region.rows, region.cols))
+        total = like.new_zeros((like.shape[0], like.shape[1], h, w))
     return total
 
 
-def _cell_tensor(cell: Cell, regions: Sequence[Region], inputs, constant_of, like, size) -> torch.Tensor:
-    """A cell of the target assembled from its regions: bands of rows, each a row of column blocks."""
-    rows, cols = ((n - p + 1) // 2 for n, p in zip(size, cell))
-    mine = [r for r in regions if r.cell == cell]
-    if rows <= 0 or cols <= 0 or not mine:
-        return like.new_zeros((like.shape[0], like.shape[1], max(rows, 0), max(cols, 0)))
-    bands: Dict[int, List[Region]] = {}
-    for region in mine:
-        bands.setdefault(region.first_row, []).append(region)
-    band_tensors = []
-    for first_row in sorted(bands):
-        blocks = [_block(r, inputs, constant_of(r)) for r in sorted(bands[first_row], key=lambda r: r.first_col)]
-        band_tensors.append(blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=3))
-    return band_tensors[0] if len(band_tensors) == 1 else torch.cat(band_tensors, dim=2)
+def _padded_inputs(plans: Sequence[CellPlan], inputs: Sequence[torch.Tensor]):
+    """Each input with the zero border its cells' slices need: ``[(tensor, (top, left))]``."""
+    need = [[0, 0, 0, 0] for _ in inputs]  # top, bottom, left, right
+    for plan in plans:
+        h, w = plan.size
+        for s in plan.sources:
+            x, n = inputs[s.input], need[s.input]
+            n[0], n[2] = max(n[0], -s.row), max(n[2], -s.col)
+            n[1] = max(n[1], s.row + s.row_step * (h - 1) - (x.shape[2] - 1))
+            n[3] = max(n[3], s.col + s.col_step * (w - 1) - (x.shape[3] - 1))
+    return [(F.pad(x, (n[2], n[3], n[0], n[1])) if any(n) else x, (n[0], n[2])) for x, n in zip(inputs, need)]
 
 
 def interleave(cells: Dict[Cell, torch.Tensor], size: Tuple[int, int]) -> torch.Tensor:
@@ -236,15 +245,17 @@ def _interleave_axis(first: torch.Tensor, second: torch.Tensor, dim: int, count:
 
 def _write_by_torch_ops(terms, inputs, constants, size, target, clamp, pad, pad_value) -> List[torch.Tensor]:
     like = inputs[0]
-    regions = plan_write(terms, size, target)
-    sets = _constant_sets(regions)
-    summed = _summed_constants(regions, constants, like) if sets else []
+    plans = planned(plan_cells)(terms, size, target)
+    padded = _padded_inputs(plans, inputs)
+    summed = {}
 
-    def constant_of(region):
-        index = _constant_index(region.constant_terms, sets)
-        return summed[index] if index >= 0 else None
+    def constant_of(term_set):
+        if term_set not in summed:
+            values = [constants[t] for t in term_set if constants[t] is not None]
+            summed[term_set] = None if not values else values[0] if len(values) == 1 else sum(values[1:], values[0])
+        return summed[term_set]
 
-    cells = {cell: _cell_tensor(cell, regions, inputs, constant_of, like, size) for cell in target.cells()}
+    cells = {plan.cell: _cell_tensor(plan, inputs, padded, constant_of, like) for plan in plans}
     if target.kind == 'map':
         outs = [interleave(cells, size)]
     else:
