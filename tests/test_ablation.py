@@ -113,3 +113,14 @@ def test_run_study_rejects_unknown_parts_presets_and_difficulties(tmp_path):
         run_study({('cls', 'resnet20'): {}}, [0], str(tmp_path), cls=ClsStudy(difficulty='medium'), train=False)
     with pytest.raises(ValueError, match='Unknown det variant'):
         resolve_variants('det', [('nope', None)])
+
+
+@pytest.mark.parametrize('model', sorted(CLS_STUDY_MODELS))
+def test_stem_dense_variant_keeps_each_familys_first_conv(model):
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
+    init_default_scope('mmpretrain')
+    cfg = Config.fromfile(CLS_STUDY_MODELS[model])
+    built = MODELS.build(variant_model_cfg(cfg.model, CLS_VARIANTS['grid+shift linear, stem dense'].steps))
+    convs = [m for m in built.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert type(convs[0]) is torch.nn.Conv2d and all(isinstance(m, SkipConv2d) for m in convs[1:])

@@ -67,6 +67,8 @@ DET_MODEL = 'faster-rcnn'  # the detection demo's one model
 _DET_ALL = ('backbone', 'neck', 'rpn_head')
 _HEADS = ('neck', 'rpn_head')
 _STEM_AND_SHORTCUTS = ('backbone.conv1', '*downsample*')
+# The first conv of each classification family: CifarResNet, MobileNetV2 (a ConvModule) and VGG.
+_CLS_STEMS = ('backbone.conv1', 'backbone.conv1.conv', 'backbone.features.0.conv')
 _LINEAR = SkipSetting('checkerboard', False, 'linear')
 _GRID_SHIFT = SkipSetting('grid', True, 'linear')
 
@@ -94,6 +96,7 @@ CLS_VARIANTS: Dict[str, Variant] = {
     'checkerboard linear, stem+shortcuts dense': Variant((Step(('backbone', ), _LINEAR,
                                                                keep_dense=_STEM_AND_SHORTCUTS), )),
     'checkerboard linear, 1x1 convs only': Variant((Step(('backbone', ), _LINEAR, kernel_sizes=(1, )), )),
+    'grid+shift linear, stem dense': Variant((Step(('backbone', ), _GRID_SHIFT, keep_dense=_CLS_STEMS), )),
 }
 VARIANTS = {'det': DET_VARIANTS, 'cls': CLS_VARIANTS}
 DEFAULT_VARIANTS = {
