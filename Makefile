@@ -20,6 +20,7 @@ $(STAMP): setup.py $(TESTED) tools/install_mmcv.sh
 	$(PY) -m pip install --progress-bar off -c $(TESTED) -e '.[mmpretrain,tests]'
 	@echo "== [5/5] SkipConv's CPU kernels (built once into torch's extension cache)"
 	$(PY) -c "from skipconv_det.ops._extension import load; assert load(), 'build failed'"
+	$(PY) -c "from skipconv_det.inference.write import build_kernel; assert build_kernel(), 'build failed'"
 	touch $(STAMP)
 
 test: install

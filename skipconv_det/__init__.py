@@ -5,7 +5,8 @@ type this project's configs name:
 
 - on mmengine's root registries, visible from the mmdet and mmpretrain scopes alike: the ``SkipConv`` conv type and
   the ``SkipConvModel`` builder (MODELS), ``ResumableEpochBasedTrainLoop`` (LOOPS), ``RandomStateHook``,
-  ``ChannelsLastHook`` and ``CompileHook`` (HOOKS), ``CPUAmpOptimWrapper`` (OPTIM_WRAPPERS);
+  ``ChannelsLastHook``, ``CompileHook`` and ``LatticeInferenceHook`` (HOOKS), ``CPUAmpOptimWrapper``
+  (OPTIM_WRAPPERS);
 - where mmdet is installed, on mmdet's MODELS: ``ConvCfgRPNHead``;
 - where mmpretrain is installed, on mmpretrain's MODELS: ``CifarResNet`` and ``MobileNetV2_CIFAR``, and on its
   DATASETS: ``UnverifiedCIFAR10`` and ``UnverifiedCIFAR100``.
@@ -19,6 +20,7 @@ import importlib
 import importlib.util
 
 from .engine import register_checkpoint_safe_globals
+from .inference import optimize_for_inference
 from .models import PREDICTION_LAYERS, build_skipconv_model, convert_skipconv, fuse_conv_bn, revert_skipconv
 from .ops import FILLS, SKIP_PATTERNS, SkipConv2d, skip_conv2d, skip_density, skip_mask
 from .version import __version__
@@ -43,6 +45,6 @@ _register_library_modules()
 
 __all__ = [
     'FILLS', 'PREDICTION_LAYERS', 'SKIP_PATTERNS', 'SkipConv2d', 'build_skipconv_model', 'convert_skipconv',
-    'fuse_conv_bn', 'register_checkpoint_safe_globals', 'revert_skipconv', 'skip_conv2d', 'skip_density',
-    'skip_mask', '__version__'
+    'fuse_conv_bn', 'optimize_for_inference', 'register_checkpoint_safe_globals', 'revert_skipconv', 'skip_conv2d',
+    'skip_density', 'skip_mask', '__version__'
 ]

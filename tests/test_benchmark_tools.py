@@ -43,7 +43,7 @@ def test_model_ratio_is_best_skip_layout_over_best_dense_layout(monkeypatch):
     times = dict(dense={'inference': {'nchw': 10.0, 'channels_last': 8.0}},
                  skipconv={'inference': {'nchw': 6.0, 'channels_last': 4.0}})
     monkeypatch.setattr(model_benchmark, '_dense_and_skipconv', lambda *args: ({}, 'mmpretrain'))
-    monkeypatch.setattr(model_benchmark, 'time_models', lambda *args, **kwargs: times)
+    monkeypatch.setattr(model_benchmark, 'time_models', lambda *args, **kwargs: (times, times))
     assert benchmark_model(CIFAR_RESNET, (16, 16), memory=False)['ratio'] == {'inference': 0.5}
 
 
@@ -51,7 +51,7 @@ def test_model_memory_ratio_is_best_skip_layout_over_best_dense_layout(monkeypat
     peaks = dict(dense={'train step': {'nchw': 4 << 30, 'channels_last': 5 << 30}},
                  skipconv={'train step': {'nchw': 7 << 30, 'channels_last': 6 << 30}})
     monkeypatch.setattr(model_benchmark, '_dense_and_skipconv', lambda *args: ({}, 'mmpretrain'))
-    monkeypatch.setattr(model_benchmark, 'time_models', lambda *args, **kwargs: dict(dense={}, skipconv={}))
+    monkeypatch.setattr(model_benchmark, 'time_models', lambda *args, **kwargs: (dict(dense={}, skipconv={}), ) * 2)
     monkeypatch.setattr(model_benchmark, 'measure_models_memory', lambda *args, **kwargs: dict(peaks))
     result = benchmark_model(CIFAR_RESNET, (16, 16))
     assert result['memory']['ratio'] == {'train step': 1.5}

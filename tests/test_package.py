@@ -137,8 +137,9 @@ def test_clone_configs_build_on_the_installed_package(installed, tmp_path):
     """As in mmdet projects, configs are used from the clone; the package itself comes from site-packages."""
     assert not glob.glob(str(installed / '**' / 'configs'), recursive=True)  # configs are not installed
     # The CPU kernels' sources and headers, all of them, for the first use to build.
-    assert sorted(os.listdir(installed / 'skipconv_det' / 'ops' / 'csrc')) == sorted(
-        os.listdir(osp.join(ROOT, 'skipconv_det', 'ops', 'csrc')))
+    for package in ('ops', 'inference'):
+        assert sorted(os.listdir(installed / 'skipconv_det' / package / 'csrc')) == sorted(
+            os.listdir(osp.join(ROOT, 'skipconv_det', package, 'csrc')))
     configs = [osp.join(ROOT, 'configs', name) for name in INSTALLED_CONFIGS]
     out = _python(CONFIGS_CHECK.format(configs=configs, site=str(installed)), cwd=str(tmp_path),
                   pythonpath=str(installed))

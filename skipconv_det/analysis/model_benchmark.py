@@ -5,6 +5,9 @@ SkipConv are called in turns (see :func:`~skipconv_det.analysis.measure_latencie
 are nested prefixes of the forward (backbone, backbone + neck, full inference with post-processing), so the
 time of each component is the difference of two rows.
 
+The lattice-domain model (``skipconv_det.optimize_for_inference``) can be timed beside them, as a third model:
+BN folded, as it is, so the other two are folded too and the ratios are against the BN-folded dense model.
+
 Memory is measured apart from the timing, one call of each model per stage and layout (see
 :func:`~skipconv_det.analysis.memory.peak_memory`): inference and the training step, each as the model's
 parameters and buffers plus the most the call allocates at once on top of them.
@@ -15,6 +18,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
+from ..inference import optimize_for_inference as lattice_domain
 from ..models.fuse import fuse_conv_bn
 from ..ops import compile_mode as skipconv_compile_mode
 from .complexity import measure_latencies, profile_calls
@@ -47,22 +51,27 @@ def _train_step(model: nn.Module, inputs: torch.Tensor, samples: Any) -> Callabl
     return step
 
 
+Times = Dict[str, Dict[str, Dict[str, float]]]  # {model: {stage: {layout: ms}}}
+
+
 def time_models(models: Dict[str, nn.Module], scope: str, shape: Tuple[int, int], device: str = 'cpu',
                 train: bool = True, compile: bool = False, layouts: Sequence[str] = tuple(LAYOUTS),
-                compile_mode: str = 'opaque', **timing) -> Dict[str, Dict[str, Dict[str, float]]]:
-    """Median ms of each stage (and a training step) of each model in each memory layout, the models timed in
-    turns (see :func:`measure_latencies`): ``{model: {stage: {layout: ms}}}``. With ``compile``, the backbone
-    and neck stages are also timed under ``torch.compile`` (inductor; compiled in the warm-up), as
-    ``'<stage> compiled'``, SkipConv as ``compile_mode`` (:func:`skipconv_det.ops.compile_mode`). ``layouts``:
-    the names of :data:`LAYOUTS` to time."""
+                compile_mode: str = 'opaque', batch_size: int = 1, **timing) -> Tuple[Times, Times]:
+    """Median and minimum ms of each stage (and a training step) of each model in each memory layout, the models
+    timed in turns (see :func:`measure_latencies`): ``({model: {stage: {layout: ms}}}, the same of minima)``.
+    With ``compile``, the backbone and neck stages are also timed under ``torch.compile`` (inductor; compiled in
+    the warm-up), as ``'<stage> compiled'``, SkipConv as ``compile_mode`` (:func:`skipconv_det.ops.compile_mode`).
+    ``layouts``: the names of :data:`LAYOUTS` to time; ``batch_size``: images per call."""
     models = {name: model.to(device) for name, model in models.items()}
-    inputs, samples = dummy_batch(scope, shape, device=device,
+    inputs, samples = dummy_batch(scope, shape, batch_size, device=device,
                                   data_preprocessor=next(iter(models.values())).data_preprocessor)
-    results: Dict[str, Dict[str, Dict[str, float]]] = {name: {} for name in models}
+    results: Times = {name: {} for name in models}
+    minima: Times = {name: {} for name in models}
 
     def record(stage, layout, calls):
         for name, t in measure_latencies(calls, device=device, **timing).items():
             results[name].setdefault(stage, {})[layout] = t['median_ms']
+            minima[name].setdefault(stage, {})[layout] = t['min_ms']
 
     for layout in layouts:
         memory_format = LAYOUTS[layout]
@@ -83,7 +92,7 @@ def time_models(models: Dict[str, nn.Module], scope: str, shape: Tuple[int, int]
             for model in models.values():
                 model.train()
             record('train step', layout, {name: _train_step(model, x, samples) for name, model in models.items()})
-    return results
+    return results, minima
 
 
 COMPILED_STAGES = ('backbone', 'backbone+neck')
@@ -94,14 +103,14 @@ def _model_bytes(model: nn.Module) -> int:
 
 
 def measure_models_memory(models: Dict[str, nn.Module], scope: str, shape: Tuple[int, int], device: str = 'cpu',
-                          train: bool = True,
-                          layouts: Sequence[str] = tuple(LAYOUTS)) -> Dict[str, Dict[str, Dict[str, int]]]:
+                          train: bool = True, layouts: Sequence[str] = tuple(LAYOUTS),
+                          batch_size: int = 1) -> Dict[str, Dict[str, Dict[str, int]]]:
     """Peak memory in bytes of inference (and a training step) of each model in each memory layout:
     ``{model: {stage: {layout: bytes}}}``. A model's peak is its parameters and buffers plus what the call
     allocates at once on top of them (:func:`~skipconv_det.analysis.memory.peak_memory`), so models that share a
     device do not count each other."""
     models = {name: model.to(device) for name, model in models.items()}
-    inputs, samples = dummy_batch(scope, shape, device=device,
+    inputs, samples = dummy_batch(scope, shape, batch_size, device=device,
                                   data_preprocessor=next(iter(models.values())).data_preprocessor)
     results: Dict[str, Dict[str, Dict[str, int]]] = {name: {} for name in models}
     for layout in layouts:
@@ -126,6 +135,25 @@ def _dense_and_skipconv(config, cfg_options, skip_pattern, shift_channels, scope
     return dict(dense=dense, skipconv=skip), lib_scope
 
 
+OPTIMIZED = 'skipconv optimized'  # the lattice-domain model's name in results
+_NAMES = {'dense': 'dense', 'skipconv': 'SkipConv', OPTIMIZED: 'SkipConv optimized'}
+
+
+def _ratios(values: Dict[str, Dict[str, Dict[str, float]]], dense: Dict[str, float]) -> Dict[str, Dict[str, float]]:
+    """Per model other than dense and per stage, its best layout over ``dense[stage]``."""
+    return {name: {stage: min(times.values()) / dense[stage.replace(' compiled', '')] for stage, times in stages.items()}
+            for name, stages in values.items() if name != 'dense'}
+
+
+def _best_dense(values: Dict[str, Dict[str, Dict[str, float]]]) -> Dict[str, float]:
+    """The best dense time of each stage, eager or compiled, in either layout."""
+    best: Dict[str, float] = {}
+    for stage, times in values['dense'].items():
+        base = stage.replace(' compiled', '')
+        best[base] = min(best.get(base, float('inf')), *times.values())
+    return best
+
+
 def benchmark_model(config: str,
                     shape: Tuple[int, int],
                     device: str = 'cpu',
@@ -140,79 +168,125 @@ def benchmark_model(config: str,
                     memory: bool = True,
                     onnxruntime: bool = False,
                     layouts: Sequence[str] = tuple(LAYOUTS),
+                    optimize_for_inference: bool = False,
+                    batch_size: int = 1,
                     **timing) -> Dict[str, Any]:
-    """Dense vs SkipConv timing of a config's model (see :func:`time_models`), with best-layout ratios, and with
-    ``memory`` their peak memory under ``'memory'`` (see :func:`measure_models_memory`), ratios likewise.
+    """Dense vs SkipConv timing of a config's model (see :func:`time_models`), with best-layout ratios (of medians
+    under ``'ratio'``, of minima under ``'min_ratio'``, per model other than dense), and with ``memory`` their peak
+    memory under ``'memory'`` (see :func:`measure_models_memory`), ratios likewise.
     ``fuse_bn`` folds every BN into the conv before it in both models first (inference only, as deployed).
+    ``optimize_for_inference`` adds the SkipConv model in the lattice domain
+    (:func:`skipconv_det.optimize_for_inference`) as a third model, :data:`OPTIMIZED`, and implies ``fuse_bn``.
     ``onnxruntime`` also times the backbone and backbone + neck exported to ONNX, in onnxruntime (CPU), under
-    ``'onnxruntime'``, with ratios against dense in onnxruntime. ``layouts`` as in :func:`time_models`."""
+    ``'onnxruntime'``, with ratios against dense in onnxruntime. ``layouts`` as in :func:`time_models`;
+    ``batch_size``: images per call."""
     models, lib_scope = _dense_and_skipconv(config, cfg_options, skip_pattern, shift_channels, scope)
+    if optimize_for_inference:
+        models[OPTIMIZED] = lattice_domain(copy.deepcopy(models['skipconv']).eval())
+        fuse_bn = True
     if fuse_bn:
         models = {name: fuse_conv_bn(model.eval()) for name, model in models.items()}
         train = False
     result = dict(config=config, shape=list(shape), device=device, threads=torch.get_num_threads(),
-                  fuse_bn=fuse_bn, compile_mode=compile_mode if compile else None)
-    result.update(time_models(models, lib_scope, shape, device, train, compile, layouts, compile_mode, **timing))
+                  batch_size=batch_size, fuse_bn=fuse_bn, compile_mode=compile_mode if compile else None)
+    medians, minima = time_models(models, lib_scope, shape, device, train, compile, layouts, compile_mode,
+                                  batch_size, **timing)
+    result.update(medians)
+    result['min'] = minima
     # Against the best dense of the same stage, eager or compiled, in either layout.
-    best_dense = {}
-    for stage, times in result['dense'].items():
-        base = stage.replace(' compiled', '')
-        best_dense[base] = min(best_dense.get(base, float('inf')), *times.values())
-    result['ratio'] = {
-        stage: min(result['skipconv'][stage].values()) / best_dense[stage.replace(' compiled', '')]
-        for stage in result['dense']
-    }
+    ratios, min_ratios = _ratios(medians, _best_dense(medians)), _ratios(minima, _best_dense(minima))
+    result['ratio'] = ratios.get('skipconv', {})
+    result['min_ratio'] = min_ratios.get('skipconv', {})
+    if optimize_for_inference:
+        result['optimized_ratio'], result['optimized_min_ratio'] = ratios[OPTIMIZED], min_ratios[OPTIMIZED]
     if onnxruntime:
         if device != 'cpu':
             raise ValueError('The onnxruntime rows are timed on the CPU; run them with --device cpu.')
         parts = ['backbone', 'backbone+neck'] if getattr(models['dense'], 'with_neck', False) else ['backbone']
-        inputs, _ = dummy_batch(lib_scope, shape, data_preprocessor=models['dense'].data_preprocessor)
+        inputs, _ = dummy_batch(lib_scope, shape, batch_size, data_preprocessor=models['dense'].data_preprocessor)
         # As deployed (tools/export_onnx.py): BN folded, which onnxruntime does by itself for dense convs only.
         folded = {name: fuse_conv_bn(copy.deepcopy(model).eval()) for name, model in models.items()}
         times = time_parts_onnxruntime(folded, inputs, parts, num_threads=timing.pop('num_threads', None),
                                        **timing)
-        result['onnxruntime'] = dict(times, ratio={part: times['skipconv'][part] / times['dense'][part]
-                                                   for part in times['dense']})
+        ratio = {name: {part: times[name][part] / times['dense'][part] for part in times['dense']}
+                 for name in times if name != 'dense'}
+        result['onnxruntime'] = dict(times, ratio=ratio['skipconv'])
+        if optimize_for_inference:
+            result['onnxruntime']['optimized_ratio'] = ratio[OPTIMIZED]
     if memory:
-        peaks = measure_models_memory(models, lib_scope, shape, device, train, layouts)
+        peaks = measure_models_memory(models, lib_scope, shape, device, train, layouts, batch_size)
         peaks['ratio'] = {stage: min(peaks['skipconv'][stage].values()) / min(peaks['dense'][stage].values())
                           for stage in peaks['dense']}
+        if optimize_for_inference:
+            peaks['optimized_ratio'] = {stage: min(peaks[OPTIMIZED][stage].values()) /
+                                        min(peaks['dense'][stage].values()) for stage in peaks['dense']}
         result['memory'] = peaks
     return result
 
 
-def _layout_rows(values: Dict[str, Any], ratio: Dict[str, float], cell) -> List[str]:
-    """Table rows of ``{'dense': {stage: {layout: value}}, 'skipconv': ...}``, each value written by ``cell``."""
-    lines = ['| stage | dense NCHW | dense CL | SkipConv NCHW | SkipConv CL | SkipConv / dense (best layouts) |',
-             '|---|---|---|---|---|---|']
-    for stage, dense in values['dense'].items():
-        skip = values['skipconv'][stage]
-        row = [times.get(layout) for times in (dense, skip) for layout in ('nchw', 'channels_last')]
-        cells = ' | '.join('-' if v is None else cell(v) for v in row)  # '-': a layout not timed
-        lines.append(f'| {stage} | {cells} | {ratio[stage]:.2f}× |')
+def _layout_rows(values: Dict[str, Any], ratios: Dict[str, Dict[str, float]], cell,
+                 minima: Optional[Dict[str, Any]] = None) -> List[str]:
+    """Table rows of ``{'dense': {stage: {layout: value}}, 'skipconv': ..., ...}`` (each value written by ``cell``,
+    with its minimum after it where ``minima`` are given), and per model other than dense its ratio to dense of
+    the best layouts (``ratios[model][stage]``)."""
+    names = [name for name in _NAMES if name in values]
+    head = [f'{_NAMES[n]} {lay}' for n in names for lay in ('NCHW', 'CL')]
+    head += [f'{_NAMES[n]} / dense (best layouts)' for n in names if n != 'dense']
+    lines = ['| stage | ' + ' | '.join(head) + ' |', '|---|' + '---|' * len(head)]
+    for stage in values['dense']:
+        cells = []
+        for name in names:
+            for layout in ('nchw', 'channels_last'):
+                value = values[name].get(stage, {}).get(layout)
+                text = '-' if value is None else cell(value)  # '-': a layout not timed
+                if value is not None and minima is not None:
+                    text += f' ({cell(minima[name][stage][layout])})'
+                cells.append(text)
+        cells += [f'{ratios[name][stage]:.2f}×' for name in names if name != 'dense']
+        lines.append(f'| {stage} | ' + ' | '.join(cells) + ' |')
     return lines
 
 
 def format_model_table(result: Dict[str, Any]) -> str:
-    """A markdown table of :func:`benchmark_model`'s result."""
+    """A markdown table of :func:`benchmark_model`'s result: median ms (minimum ms) per model and layout, and the
+    ratios of the medians (and of the minima, below the table)."""
+    ratios = {'skipconv': result['ratio']}
+    min_ratios = {'skipconv': result.get('min_ratio', {})}
+    if OPTIMIZED in result:
+        ratios[OPTIMIZED], min_ratios[OPTIMIZED] = result['optimized_ratio'], result['optimized_min_ratio']
+    batch = result.get('batch_size', 1)
     lines = [
-        f"{result['config']} @ {result['shape'][0]}x{result['shape'][1]}, {result['device']}, "
+        f"{result['config']} @ {result['shape'][0]}x{result['shape'][1]}"
+        f"{f', batch {batch}' if batch != 1 else ''}, {result['device']}, "
         f"{'BN folded, ' if result.get('fuse_bn') else ''}"
         f"{'compiled SkipConv ' + result['compile_mode'] + ', ' if result.get('compile_mode') else ''}"
-        f"{result['threads']} threads (median ms; CL = channels_last)"
+        f"{result['threads']} threads (median ms (min ms); CL = channels_last)"
     ]
-    lines += _layout_rows(result, result['ratio'], lambda ms: f'{ms:.0f}')
+    lines += _layout_rows(result, ratios, lambda ms: f'{ms:.0f}', result.get('min'))
+    if result.get('min_ratio'):
+        lines += ['', 'The same ratios of the minima: ' + '; '.join(
+            f'{_NAMES[name]} ' + ', '.join(f'{stage} {r:.2f}×' for stage, r in stages.items())
+            for name, stages in min_ratios.items() if stages)]
     if 'onnxruntime' in result:
         ort = result['onnxruntime']
+        names = [name for name in _NAMES if name in ort]
+        ort_ratio = {'skipconv': ort['ratio'], OPTIMIZED: ort.get('optimized_ratio')}
         lines += ['', 'onnxruntime (CPU; exported with tools/export_onnx.py\'s exporter), median ms',
-                  '| stage | dense | SkipConv | SkipConv / dense |', '|---|---|---|---|']
-        lines += [f"| {part} | {ort['dense'][part]:.0f} | {ort['skipconv'][part]:.0f} | {ort['ratio'][part]:.2f}× |"
+                  '| stage | ' + ' | '.join(_NAMES[n] for n in names) + ' | ' +
+                  ' | '.join(f'{_NAMES[n]} / dense' for n in names if n != 'dense') + ' |',
+                  '|---|' + '---|' * (2 * len(names) - 1)]
+        lines += [f"| {part} | " + ' | '.join(f'{ort[n][part]:.0f}' for n in names) + ' | ' +
+                  ' | '.join(f"{ort_ratio[n][part]:.2f}×" for n in names if n != 'dense') + ' |'
                   for part in ort['dense']]
     if 'memory' in result:
         gb = 2**30  # mmdet's logger and model zoo divide by 1024**3 too
+        memory = result['memory']
+        memory_ratios = {'skipconv': memory['ratio']}
+        if 'optimized_ratio' in memory:
+            memory_ratios[OPTIMIZED] = memory['optimized_ratio']
         lines += ['', 'Mem (GB): parameters and buffers + peak of what the call allocates '
                   '(skipconv_det.analysis.memory)']
-        lines += _layout_rows(result['memory'], result['memory']['ratio'], lambda size: f'{size / gb:.3f}')
+        lines += _layout_rows(memory, memory_ratios, lambda size: f'{size / gb:.3f}')
     return '\n'.join(lines)
 
 

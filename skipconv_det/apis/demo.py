@@ -7,6 +7,7 @@ Each of the ``configs/demo/`` models is trained from scratch with mmengine's Run
 FLOPs (mmengine.analysis, per component) and its inference time on one val image. :func:`format_table` puts the
 models side by side.
 """
+import copy
 import os.path as osp
 import time
 from typing import Any, Dict, List, Optional
@@ -16,6 +17,7 @@ from mmengine.runner import Runner
 
 from ..analysis import get_model_complexity, model_latency
 from ..engine import enable_compile
+from ..inference import optimize_for_inference
 
 DEMO_CONFIGS = {
     'dense': 'configs/demo/faster-rcnn_r18-w16-scratch_fpn_1xb8-6e_synthetic-coco.py',
@@ -58,7 +60,8 @@ def train_and_measure(name: str, cfg: Config, latency_repeats: int = 20) -> Dict
     Returns:
         dict: ``config``, ``work_dir``, ``checkpoint``, ``log``, ``train_time_s``, ``metrics`` (bbox mAP,
         mAP@50, mAP@75 on val), ``complexity`` (see :func:`~skipconv_det.analysis.get_model_complexity`) and
-        ``latency`` (see :func:`~skipconv_det.analysis.model_latency`, 'predict' mode, batch of one). A
+        ``latency`` (see :func:`~skipconv_det.analysis.model_latency`, 'predict' mode, batch of one, of the model
+        as deployed: :func:`skipconv_det.optimize_for_inference`). A
         ``compile`` key compiles the backbone and neck for training and validation
         (:func:`~skipconv_det.engine.enable_compile`); FLOPs and latency are measured on the eager model.
     """
@@ -72,7 +75,9 @@ def train_and_measure(name: str, cfg: Config, latency_repeats: int = 20) -> Dict
     scalars = runner.message_hub.log_scalars
     inputs, data_samples = _one_val_image(runner)
     complexity = get_model_complexity(runner.model, inputs, data_samples)
-    latency = model_latency(runner.model, inputs, data_samples, mode='predict', warmup=3, repeats=latency_repeats)
+    # Latency as deployed: BN folded, SkipConv features in the lattice domain (a dense model is only folded).
+    deployed = optimize_for_inference(copy.deepcopy(runner.model))
+    latency = model_latency(deployed, inputs, data_samples, mode='predict', warmup=3, repeats=latency_repeats)
     with open(osp.join(runner.work_dir, 'last_checkpoint'), encoding='utf-8') as f:
         checkpoint = f.read().strip()
     return dict(

@@ -81,6 +81,10 @@ def parse_benchmark_args(argv: Optional[List[str]] = None) -> argparse.Namespace
                        help='memory layouts to time (default: both; the faster one counts)')
     model.add_argument('--fuse-bn', action='store_true',
                        help='fold BN into the convs first (skipconv_det.models.fuse_conv_bn); inference only')
+    model.add_argument('--optimize-for-inference', action='store_true',
+                       help='also time the SkipConv model in the lattice domain (skipconv_det.optimize_for_inference, '
+                       'a third row against BN-folded dense); implies --fuse-bn')
+    model.add_argument('--batch-size', type=int, default=1, help='images per call (default: 1)')
     add_cfg_options_arg(model, 'override config settings')
     model.add_argument('--profile', choices=['nchw', 'channels_last'],
                        help='instead of timing, show where the time goes: torch.profiler ops of one stage, dense '
@@ -101,7 +105,7 @@ def run_benchmark(argv: Optional[List[str]] = None) -> dict:
     timing = dict(warmup=args.warmup, repeats=args.repeats)
     timed = not (args.mode == 'model' and args.profile)
     print(f'# torch {torch.__version__}, {device}' +
-          (f'; median of {args.repeats} runs after {args.warmup} warm-up, taken in turns' if timed else ''))
+          (f'; median (and min) of {args.repeats} runs after {args.warmup} warm-up, taken in turns' if timed else ''))
     if args.mode == 'layer':
         kernel = args.kernel_size or (1 if args.preset.endswith('1x1') else 3)
         result = benchmark_layers(SHAPE_PRESETS[args.preset], kernel, stride=args.stride, patterns=args.patterns,
@@ -124,6 +128,7 @@ def run_benchmark(argv: Optional[List[str]] = None) -> dict:
                                  memory=not args.no_memory,
                                  layouts=args.layouts,
                                  onnxruntime=args.runtime == 'onnxruntime',
+                                 optimize_for_inference=args.optimize_for_inference, batch_size=args.batch_size,
                                  **conversion_kwargs(args), **timing)
         print(format_model_table(result))
     report = dict(device=device, torch=torch.__version__, result=result)

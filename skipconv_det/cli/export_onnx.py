@@ -8,7 +8,9 @@
 The model is built from the config (``--checkpoint`` loads weights; otherwise it keeps its initialisation, which is
 enough to check the export and time it). With ``--skipconv`` a dense config's convs are converted first
 (prediction layers stay dense). BatchNorm is folded into the convs first (exact for SkipConv too; ``--keep-bn``
-keeps it). The tool prints the largest absolute difference between onnxruntime's and
+keeps it). ``--optimize-for-inference`` exports the model in the lattice domain
+(``skipconv_det.optimize_for_inference``): 1x1 convolutions and pointwise ops on kept lattices, a map interleaved only
+where a layer reads it whole. The tool prints the largest absolute difference between onnxruntime's and
 PyTorch's outputs and fails when it exceeds ``--atol``.
 """
 import argparse
@@ -19,6 +21,7 @@ from ..analysis.dummy_data import dummy_batch
 from ..analysis.flops import build_model_from_config
 from ..models.convert import convert_skipconv
 from ..models.export_onnx import PARTS, ModelPart, export_onnx, max_abs_difference, onnx_op_counts, onnxruntime_session
+from ..inference import optimize_for_inference
 from ..models.fuse import fuse_conv_bn
 from .args import add_cfg_options_arg, add_skipconv_args, conversion_kwargs, parse_skipconv_args
 
@@ -38,6 +41,9 @@ def parse_export_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--keep-bn', action='store_true',
                         help='export BatchNorm layers as they are (default: fold them into the convs first, '
                         'exactly, with skipconv_det.models.fuse_conv_bn)')
+    parser.add_argument('--optimize-for-inference', action='store_true',
+                        help='export the model in the lattice domain (skipconv_det.optimize_for_inference; folds '
+                        'BN too)')
     parser.add_argument('--atol', type=float, default=1e-3, help='largest accepted difference from PyTorch')
     add_skipconv_args(parser)
     add_cfg_options_arg(parser)
@@ -53,14 +59,19 @@ def run_export(argv: Optional[List[str]] = None) -> dict:
         load_checkpoint(model, args.checkpoint, map_location='cpu')
     if args.skipconv:
         convert_skipconv(model, **conversion_kwargs(args))
-    if not args.keep_bn:
+    if args.optimize_for_inference:
+        if args.keep_bn:
+            raise ValueError('--optimize-for-inference folds BatchNorm; it cannot --keep-bn.')
+        optimize_for_inference(model)
+    elif not args.keep_bn:
         fuse_conv_bn(model.eval())
     part = args.part or ('backbone+neck' if getattr(model, 'with_neck', False) else
                          'tensor' if scope == 'mmpretrain' else 'backbone')
     module = ModelPart(model.eval(), part)
     inputs, _ = dummy_batch(scope, tuple(args.shape))
     name = args.config.split('::')[-1].rsplit('/', 1)[-1].rsplit('.py', 1)[0]
-    out = args.out or f'work_dirs/{name}{"_skipconv" if args.skipconv else ""}_{part.replace("+", "_")}.onnx'
+    suffix = ('_skipconv' if args.skipconv else '') + ('_lattice' if args.optimize_for_inference else '')
+    out = args.out or f'work_dirs/{name}{suffix}_{part.replace("+", "_")}.onnx'
     export_onnx(module, inputs, out, dynamo=not args.torchscript_exporter)
     diff = max_abs_difference(module, onnxruntime_session(out), inputs)
     ops = onnx_op_counts(out)

@@ -8,7 +8,7 @@ from mmengine.config import Config
 from mmengine.registry import METRICS
 
 from ..datasets.checks import check_datasets
-from ..engine import readable_checkpoint_errors
+from ..engine import enable_lattice_inference, readable_checkpoint_errors
 from .args import parse_skipconv_args
 from .runner import add_runner_args, build_runner, load_config
 
@@ -31,6 +31,9 @@ def _test_parser() -> argparse.ArgumentParser:
                         'automatically saved to the work_dir/timestamp/show_dir')
     parser.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
     parser.add_argument('--tta', action='store_true', help='test with the config\'s test-time augmentation')
+    parser.add_argument('--optimize-for-inference', action='store_true',
+                        help='fold BN and run SkipConv features in the lattice domain '
+                        '(skipconv_det.optimize_for_inference), as mmdet 2.x\'s --fuse-conv-bn folded BN')
     add_runner_args(parser)
     return parser
 
@@ -74,6 +77,8 @@ def run_test(argv: Optional[List[str]] = None) -> dict:
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
         cfg.tta_model.module = cfg.model
         cfg.model = cfg.tta_model
+    if args.optimize_for_inference:
+        enable_lattice_inference(cfg)
     runner = build_runner(cfg, args)
     if args.out is not None:
         if not args.out.endswith(('.pkl', '.pickle')):
