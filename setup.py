@@ -23,8 +23,9 @@ setup(
     packages=find_packages(exclude=('configs', 'tools', 'tests')),
     # SkipConv's CPU kernels, built on first use (skipconv_det/ops/_extension.py).
     package_data={'skipconv_det.ops': ['csrc/*.cpp', 'csrc/*.h']},
+    # The Python that `make install` and CI test; 3.9 and 3.10 were never tested (README, "Install").
+    python_requires='>=3.11',
     # The ranges the OpenMMLab 3.x stack supports; requirements/tested.txt pins the stack `make install` tests.
-    python_requires='>=3.9',
     install_requires=[
         # torch.load's safe loader, for which skipconv_det allowlists mmengine's checkpoint contents.
         'torch>=2.6',
@@ -47,8 +48,6 @@ setup(
         'License :: OSI Approved :: Apache Software License',
         'Operating System :: OS Independent',
         'Programming Language :: Python :: 3',
-        'Programming Language :: Python :: 3.9',
-        'Programming Language :: Python :: 3.10',
         'Programming Language :: Python :: 3.11',
     ],
     license='Apache License 2.0',
