@@ -129,7 +129,7 @@ PY
     summarize | tee "$OUT/summary.txt"
 }
 
-# The steps' statuses, then the ratios of the JSONs the benchmarks wrote (their tables are in the log).
+# The steps' statuses, then the ratios in the JSONs the benchmarks wrote (their tables are in the log).
 summarize() {
     echo "== summary ($SECONDS s in all; log, JSON and this summary in $OUT)"
     printf '%s\n' "${SUMMARY[@]}"
@@ -143,9 +143,10 @@ for path in sorted(pathlib.Path(sys.argv[1]).glob('*.json')):
         for r in result:
             pattern = f"{r['skip_pattern']}{'+shift' if r['shift_channels'] else ''}/{r['fill']}"
             print(f"    {'x'.join(map(str, r['shape'])):<18} {pattern:<22} {r['speedup']:.2f}x")
-    else:
-        ratios = ', '.join(f'{stage} {ratio:.2f}' for stage, ratio in result.get('ratio', {}).items())
-        print(f'{path.name}: SkipConv / dense time: {ratios}')
+    else:  # a model: 'ratio' (SkipConv / dense), 'optimized_ratio' (optimized for inference / dense), ...
+        for key, ratios in result.items():
+            if key.endswith('ratio') and isinstance(ratios, dict):
+                print(f'{path.name} {key}: ' + ', '.join(f'{stage} {r:.2f}' for stage, r in ratios.items()))
 PY
 }
 
