@@ -22,7 +22,7 @@ setup(
     long_description_content_type='text/markdown',
     packages=find_packages(exclude=('configs', 'tools', 'tests')),
     # SkipConv's CPU kernels, built on first use (skipconv_det/ops/_extension.py).
-    package_data={'skipconv_det.ops': ['csrc/*.cpp', 'csrc/*.h']},
+    package_data={'skipconv_det.ops': ['csrc/*.cpp', 'csrc/*.h'], 'skipconv_det.inference': ['csrc/*.cpp']},
     # The Python that `make install` and CI test; 3.9 and 3.10 were never tested (README, "Install").
     python_requires='>=3.11',
     # The ranges the OpenMMLab 3.x stack supports; requirements/tested.txt pins the stack `make install` tests.

@@ -2,6 +2,7 @@
 """What ``tools/train.py`` and ``tools/test.py`` share: the config from the command line (with ``--skipconv``) and
 the Runner built from it."""
 import argparse
+import contextlib
 import os
 import os.path as osp
 
@@ -65,3 +66,15 @@ def build_runner(cfg: Config, args: argparse.Namespace) -> Runner:
     if args.launcher == 'pytorch' and not torch.cuda.is_available():
         _setup_cpu_distributed(cfg)
     return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+
+
+@contextlib.contextmanager
+def process_group_teardown():
+    """Destroy the process group a launcher started once the run inside has ended.
+
+    Without it, gloo's worker threads are still alive when the interpreter exits and the process aborts
+    ("terminate called without an active exception", pytorch/pytorch#190489; torch 2.x registers no exit hook).
+    """
+    yield
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.destroy_process_group()

@@ -10,7 +10,7 @@ from mmengine.registry import METRICS
 from ..datasets.checks import check_datasets
 from ..engine import enable_lattice_inference, readable_checkpoint_errors
 from .args import parse_skipconv_args
-from .runner import add_runner_args, build_runner, load_config
+from .runner import add_runner_args, build_runner, load_config, process_group_teardown
 
 # How each library's visualization hook is switched on and told where to write (mmdet's DetVisualizationHook,
 # mmpretrain's VisualizationHook), and the metric that dumps predictions for --out (mmengine's generic one
@@ -85,5 +85,5 @@ def run_test(argv: Optional[List[str]] = None) -> dict:
             raise ValueError('The dump file (--out) must be a pkl file.')
         dump_type = _DUMP_METRIC.get(cfg.get('default_scope'), 'DumpResults')
         runner.test_evaluator.metrics.append(METRICS.build(dict(type=dump_type, out_file_path=args.out)))
-    with readable_checkpoint_errors():
+    with process_group_teardown(), readable_checkpoint_errors():
         return runner.test()

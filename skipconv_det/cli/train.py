@@ -12,7 +12,7 @@ from mmengine.runner import Runner
 from ..datasets.checks import check_datasets
 from ..engine import enable_amp, enable_exact_resume, readable_checkpoint_errors
 from .args import parse_skipconv_args
-from .runner import add_runner_args, build_runner, load_config
+from .runner import add_runner_args, build_runner, load_config, process_group_teardown
 
 
 def _train_parser() -> argparse.ArgumentParser:
@@ -64,6 +64,6 @@ def run_train(argv: Optional[List[str]] = None) -> Runner:
         cfg.resume = True
         cfg.load_from = args.resume
     runner = build_runner(cfg, args)
-    with readable_checkpoint_errors():
+    with process_group_teardown(), readable_checkpoint_errors():
         runner.train()
     return runner
