@@ -59,80 +59,118 @@ void check_range(const at::Tensor& t, int64_t row, int64_t rows, int64_t row_ste
               "skipconv_det: a region reads or writes outside its ", what);
 }
 
+// A region's sources resolved to pointers and element strides (per region position step).
 template <typename scalar_t>
-void write_region(const Region& region, const std::vector<at::Tensor>& targets,
-                  const std::vector<at::Tensor>& inputs, const std::vector<at::Tensor>& constants,
-                  const Clamp& clamp) {
-  using acc_t = at::opmath_type<scalar_t>;
-  const at::Tensor& target = targets[region.target];
-  const int64_t batch = target.size(0), channels = target.size(1);
-  const int64_t num_sources = static_cast<int64_t>(region.sources.size());
-  scalar_t* out = target.data_ptr<scalar_t>();
-  const int64_t tn = target.stride(0), tc = target.stride(1), th = target.stride(2), tw = target.stride(3);
-  std::vector<const scalar_t*> src(num_sources);
-  std::vector<int64_t> sn(num_sources), sc(num_sources), sh(num_sources), sw(num_sources);
-  std::vector<acc_t> weight(num_sources);
-  for (int64_t s = 0; s < num_sources; ++s) {
-    const Source& source = region.sources[s];
-    const at::Tensor& input = inputs[source.input];
-    src[s] = input.data_ptr<scalar_t>();
-    sn[s] = input.stride(0);
-    sc[s] = input.stride(1);
-    sh[s] = input.stride(2) * source.row_step;
-    sw[s] = input.stride(3) * source.col_step;
-    src[s] += source.row * input.stride(2) + source.col * input.stride(3);
-    weight[s] = static_cast<acc_t>(source.weight);
-  }
-  const scalar_t* constant = region.constant >= 0 ? constants[region.constant].data_ptr<scalar_t>() : nullptr;
-  out += region.row * th + region.col * tw;
-  const int64_t step_h = th * region.row_step, step_w = tw * region.col_step;
-  const int64_t rows = region.rows, cols = region.cols;
+struct Resolved {
+  std::vector<const scalar_t*> data;
+  std::vector<int64_t> batch, channel, row, col;
+  std::vector<at::opmath_type<scalar_t>> weight;
+  scalar_t* out;
+  int64_t out_batch, out_channel, out_row, out_col;
+  const scalar_t* constant;
+};
 
+template <typename scalar_t>
+Resolved<scalar_t> resolve(const Region& region, const std::vector<at::Tensor>& targets,
+                           const std::vector<at::Tensor>& inputs, const std::vector<at::Tensor>& constants) {
+  Resolved<scalar_t> r;
+  for (const Source& source : region.sources) {
+    const at::Tensor& input = inputs[source.input];
+    r.data.push_back(input.data_ptr<scalar_t>() + source.row * input.stride(2) + source.col * input.stride(3));
+    r.batch.push_back(input.stride(0));
+    r.channel.push_back(input.stride(1));
+    r.row.push_back(input.stride(2) * source.row_step);
+    r.col.push_back(input.stride(3) * source.col_step);
+    r.weight.push_back(static_cast<at::opmath_type<scalar_t>>(source.weight));
+  }
+  const at::Tensor& target = targets[region.target];
+  r.out = target.data_ptr<scalar_t>() + region.row * target.stride(2) + region.col * target.stride(3);
+  r.out_batch = target.stride(0);
+  r.out_channel = target.stride(1);
+  r.out_row = target.stride(2) * region.row_step;
+  r.out_col = target.stride(3) * region.col_step;
+  r.constant = region.constant >= 0 ? constants[region.constant].data_ptr<scalar_t>() : nullptr;
+  return r;
+}
+
+// One row of a region in one (sample, channel) plane: columns innermost (NCHW-like targets).
+template <typename scalar_t>
+inline void write_plane_row(const Resolved<scalar_t>& r, int64_t n, int64_t c, int64_t k, int64_t cols,
+                            std::vector<at::opmath_type<scalar_t>>& acc, const Clamp& clamp) {
+  using acc_t = at::opmath_type<scalar_t>;
+  std::fill(acc.begin(), acc.begin() + cols, r.constant ? static_cast<acc_t>(r.constant[c]) : acc_t(0));
+  for (size_t s = 0; s < r.data.size(); ++s) {
+    const scalar_t* p = r.data[s] + n * r.batch[s] + c * r.channel[s] + k * r.row[s];
+    const int64_t stride = r.col[s];
+    const acc_t w = r.weight[s];
+    if (w == acc_t(1)) {
+      for (int64_t m = 0; m < cols; ++m) acc[m] += static_cast<acc_t>(p[m * stride]);
+    } else {
+      for (int64_t m = 0; m < cols; ++m) acc[m] += w * static_cast<acc_t>(p[m * stride]);
+    }
+  }
+  scalar_t* q = r.out + n * r.out_batch + c * r.out_channel + k * r.out_row;
+  for (int64_t m = 0; m < cols; ++m) q[m * r.out_col] = static_cast<scalar_t>(clamp_value(acc[m], clamp));
+}
+
+// One position of a region, every channel: channels innermost (channels_last targets).
+template <typename scalar_t>
+inline void write_position(const Resolved<scalar_t>& r, int64_t n, int64_t k, int64_t m, int64_t channels,
+                           std::vector<at::opmath_type<scalar_t>>& acc, const Clamp& clamp) {
+  using acc_t = at::opmath_type<scalar_t>;
+  for (int64_t c = 0; c < channels; ++c) acc[c] = r.constant ? static_cast<acc_t>(r.constant[c]) : acc_t(0);
+  for (size_t s = 0; s < r.data.size(); ++s) {
+    const scalar_t* p = r.data[s] + n * r.batch[s] + k * r.row[s] + m * r.col[s];
+    const int64_t stride = r.channel[s];
+    const acc_t w = r.weight[s];
+    if (w == acc_t(1)) {
+      for (int64_t c = 0; c < channels; ++c) acc[c] += static_cast<acc_t>(p[c * stride]);
+    } else {
+      for (int64_t c = 0; c < channels; ++c) acc[c] += w * static_cast<acc_t>(p[c * stride]);
+    }
+  }
+  scalar_t* q = r.out + n * r.out_batch + k * r.out_row + m * r.out_col;
+  for (int64_t c = 0; c < channels; ++c) q[c * r.out_channel] = static_cast<scalar_t>(clamp_value(acc[c], clamp));
+}
+
+template <typename scalar_t>
+void write_all(const Plan& plan, const std::vector<at::Tensor>& targets, const std::vector<at::Tensor>& inputs,
+               const std::vector<at::Tensor>& constants, const Clamp& clamp) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t batch = targets[0].size(0), channels = targets[0].size(1);
+  std::vector<Resolved<scalar_t>> regions;
+  int64_t widest = 0, positions = 0;
+  for (const Region& region : plan.regions) {
+    regions.push_back(resolve<scalar_t>(region, targets, inputs, constants));
+    widest = std::max(widest, region.cols);
+    positions += region.rows * region.cols;
+  }
   // The innermost loop runs along the smaller target stride: channels in channels_last, columns in NCHW.
-  if (tc < tw) {
-    at::parallel_for(0, batch * rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, cols * channels)),
-                     [&](int64_t begin, int64_t end) {
-      std::vector<acc_t> acc(channels);
-      for (int64_t index = begin; index < end; ++index) {
-        const int64_t n = index / rows, k = index % rows;
-        for (int64_t m = 0; m < cols; ++m) {
-          for (int64_t c = 0; c < channels; ++c) acc[c] = constant ? static_cast<acc_t>(constant[c]) : acc_t(0);
-          for (int64_t s = 0; s < num_sources; ++s) {
-            const scalar_t* p = src[s] + n * sn[s] + k * sh[s] + m * sw[s];
-            const int64_t stride = sc[s];
-            const acc_t w = weight[s];
-            if (w == acc_t(1)) {
-              for (int64_t c = 0; c < channels; ++c) acc[c] += static_cast<acc_t>(p[c * stride]);
-            } else {
-              for (int64_t c = 0; c < channels; ++c) acc[c] += w * static_cast<acc_t>(p[c * stride]);
-            }
-          }
-          scalar_t* q = out + n * tn + k * step_h + m * step_w;
-          for (int64_t c = 0; c < channels; ++c) q[c * tc] = static_cast<scalar_t>(clamp_value(acc[c], clamp));
+  const at::Tensor& target = targets[0];
+  if (target.stride(1) < target.stride(3)) {
+    for (size_t i = 0; i < regions.size(); ++i) {
+      const Region& region = plan.regions[i];
+      const int64_t rows = region.rows, cols = region.cols;
+      at::parallel_for(0, batch * rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, cols * channels)),
+                       [&](int64_t begin, int64_t end) {
+        std::vector<acc_t> acc(channels);
+        for (int64_t index = begin; index < end; ++index) {
+          for (int64_t m = 0; m < cols; ++m) write_position(regions[i], index / rows, index % rows, m, channels,
+                                                            acc, clamp);
         }
-      }
-    });
+      });
+    }
   } else {
-    at::parallel_for(0, batch * channels, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, rows * cols)),
+    // Plane by plane, every region of it while the plane is in cache: regions interleave within cache lines.
+    at::parallel_for(0, batch * channels, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, positions)),
                      [&](int64_t begin, int64_t end) {
-      std::vector<acc_t> acc(cols);
+      std::vector<acc_t> acc(std::max<int64_t>(1, widest));
       for (int64_t index = begin; index < end; ++index) {
         const int64_t n = index / channels, c = index % channels;
-        const acc_t base = constant ? static_cast<acc_t>(constant[c]) : acc_t(0);
-        for (int64_t k = 0; k < rows; ++k) {
-          std::fill(acc.begin(), acc.end(), base);
-          for (int64_t s = 0; s < num_sources; ++s) {
-            const scalar_t* p = src[s] + n * sn[s] + c * sc[s] + k * sh[s];
-            const int64_t stride = sw[s];
-            const acc_t w = weight[s];
-            if (w == acc_t(1)) {
-              for (int64_t m = 0; m < cols; ++m) acc[m] += static_cast<acc_t>(p[m * stride]);
-            } else {
-              for (int64_t m = 0; m < cols; ++m) acc[m] += w * static_cast<acc_t>(p[m * stride]);
-            }
+        for (size_t i = 0; i < regions.size(); ++i) {
+          for (int64_t k = 0; k < plan.regions[i].rows; ++k) {
+            write_plane_row(regions[i], n, c, k, plan.regions[i].cols, acc, clamp);
           }
-          scalar_t* q = out + n * tn + c * tc + k * step_h;
-          for (int64_t m = 0; m < cols; ++m) q[m * step_w] = static_cast<scalar_t>(clamp_value(acc[m], clamp));
         }
       }
     });
@@ -171,7 +209,7 @@ void write_regions(const std::vector<at::Tensor>& targets, const std::vector<at:
   }
   const Clamp bounds{clamp, low, high};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, first.scalar_type(), "write_regions", [&] {
-    for (const Region& region : plan.regions) write_region<scalar_t>(region, targets, inputs, constants, bounds);
+    write_all<scalar_t>(plan, targets, inputs, constants, bounds);
   });
 }
 
