@@ -20,10 +20,9 @@ from torch.nn.modules.utils import _pair
 
 from .layout import Lattice, PaddedMap, kept_lattices, lattice_extent, lattice_of
 from .plan import Target, Term
-from .write import kernel_applies, write
+from .write import kernel_applies, release, write
 
 Value = Union[Lattice, torch.Tensor]
-_MKLDNN = torch.backends.mkldnn.is_available()
 
 
 def conv_bias(conv: nn.Conv2d) -> Optional[torch.Tensor]:
@@ -34,45 +33,36 @@ def conv_bias(conv: nn.Conv2d) -> Optional[torch.Tensor]:
     return shift if bias is None else bias + shift
 
 
-def _fuses_epilogue(x: torch.Tensor) -> bool:
-    """Whether oneDNN's fused convolution (``torch.ops.mkldnn._convolution_pointwise``, which inductor uses for
-    CPU convolutions) runs this one: eager CPU float32 or bfloat16."""
-    return (not torch.compiler.is_compiling() and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export()
-            and x.device.type == 'cpu' and x.dtype in (torch.float32, torch.bfloat16) and _MKLDNN)
-
-
 def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride=1, dilation=1, groups: int = 1,
            activation: Optional[Tuple[float, float]] = None, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """``clamp(F.conv2d(x, ...) + residual)`` without padding, the sum and activation fused into the convolution
-    where oneDNN runs it (one pass over the output instead of three)."""
-    stride, dilation = _pair(stride), _pair(dilation)
-    if _fuses_epilogue(x) and (activation is not None or residual is not None):
-        unary, scalars = _unary(activation)
-        if residual is None:
-            return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, [0, 0], list(stride), list(dilation),
-                                                           groups, unary, scalars, '')
-        if residual.shape == (x.shape[0], weight.shape[0]) + _conv_size(x, weight, stride, dilation):
-            return torch.ops.mkldnn._convolution_pointwise(x, residual, weight, bias, [0, 0], list(stride),
-                                                           list(dilation), groups, 'add', 1.0, unary, scalars, '')
-    out = F.conv2d(x, weight, bias, stride, 0, dilation, groups)
+    """``clamp(F.conv2d(x, ...) + residual)`` without padding; the sum and the activation in place on the
+    convolution's fresh output (no map allocated for them)."""
+    out = F.conv2d(x, weight, bias, _pair(stride), 0, _pair(dilation), groups)
     if residual is not None:
-        out = out + residual
+        out.add_(residual)
     if activation is not None:
-        out = torch.clamp(out, *activation)
+        out.clamp_(*activation)
     return out
 
 
-def _unary(activation: Optional[Tuple[float, float]]):
-    """An activation clamp as oneDNN's post-op name and scalars."""
-    if activation is None:
-        return None, []
-    if activation == (0.0, float('inf')):
-        return 'relu', []
-    return 'hardtanh', [activation[0], activation[1]]
+# 1x1 convolutions of kept lattices at most this many positions each run as one convolution of the lattices
+# stacked along the batch: small maps reuse each weight for fewer positions, and one call reads it once.
+_STACK_POSITIONS = 1024
 
 
-def _conv_size(x: torch.Tensor, weight: torch.Tensor, stride, dilation) -> Tuple[int, int]:
-    return tuple((n - d * (k - 1) - 1) // s + 1 for n, k, s, d in zip(x.shape[2:], weight.shape[2:], stride, dilation))
+def _stacked(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The tensors (equal shapes) along the batch: a view where they already lie one after the other in one
+    storage (the outputs of a stacked convolution), else a copy."""
+    first = tensors[0]
+    step = first.shape[0] * first.stride(0)
+    if (not torch.compiler.is_compiling() and not torch.jit.is_tracing()
+            and all(t.shape == first.shape and t.stride() == first.stride() and t.untyped_storage().data_ptr()
+                    == first.untyped_storage().data_ptr() and t.storage_offset() == first.storage_offset() + k * step
+                    for k, t in enumerate(tensors))
+            and (first.is_contiguous() or first.is_contiguous(memory_format=torch.channels_last))):
+        return first.as_strided((len(tensors) * first.shape[0], ) + tuple(first.shape[1:]), first.stride(),
+                                first.storage_offset())
+    return torch.cat(list(tensors))
 
 
 def _output_size(size: Sequence[int], conv: nn.Conv2d) -> Tuple[int, int]:
@@ -138,8 +128,15 @@ def conv_kept(x: Lattice, conv: nn.Conv2d, activation: Optional[Tuple[float, flo
     """A 1x1, stride-1 SkipConv of a map carried as the same pattern's kept lattices: it reads only those.
     ``activation`` and ``residual`` as in :func:`conv_lattices`."""
     weight, bias = conv.weight, conv_bias(conv)
-    kept = tuple(conv2d(t, weight, bias, 1, 1, conv.groups, activation, None if residual is None else residual.kept[k])
-                 for k, t in enumerate(x.kept))
+    first = x.kept[0]
+    if len(x.kept) > 1 and first.shape[2] * first.shape[3] <= _STACK_POSITIONS and all(
+            t.shape == first.shape for t in x.kept):
+        others = None if residual is None else _stacked(residual.kept)
+        out = conv2d(_stacked(x.kept), weight, bias, 1, 1, conv.groups, activation, others)
+        kept = tuple(out.split(first.shape[0]))
+    else:
+        kept = tuple(conv2d(t, weight, bias, 1, 1, conv.groups, activation,
+                            None if residual is None else residual.kept[k]) for k, t in enumerate(x.kept))
     return Lattice(kept, x.size, _constant(conv, activation, residual))
 
 
@@ -243,7 +240,7 @@ def _inputs(terms: Sequence[Tuple[str, Optional[str], Optional[str]]], values: S
 
 def materialise(terms: Sequence[Tuple[str, Optional[str], Optional[str]]], values: Sequence[Value],
                 clamp: Optional[Tuple[float, float]] = None, pad: Tuple[int, int] = (0, 0), pad_value: float = 0.0,
-                slack: Tuple[int, int] = (0, 0)) -> PaddedMap:
+                slack: Tuple[int, int] = (0, 0), reuse: bool = False) -> PaddedMap:
     """The full map ``clamp(sum of terms)``, inside a border of ``pad`` for the convolution that reads it.
 
     Args:
@@ -253,14 +250,16 @@ def materialise(terms: Sequence[Tuple[str, Optional[str], Optional[str]]], value
         pad: The border (pad_h, pad_w).
         pad_value: What the border holds (-inf for a max pool).
         slack: The largest (row, column) shift its readers view it at (see :func:`conv_lattices`).
+        reuse: Write into storage released by earlier maps (:func:`release`), and let it be released in turn: for
+            a map that nothing holds after its readers.
     """
     inputs, constants, size = _inputs(terms, values)
     like = inputs[0]
     row_stride = (size[1] + 2 * pad[1]) * like.shape[1]
     extra = slack[0] * row_stride + slack[1] * like.shape[1]
     padded, = write(tuple(Term(*t) for t in terms), inputs, constants, size, Target('map'), clamp, tuple(pad),
-                    pad_value, extra)
-    return PaddedMap(padded, tuple(pad))
+                    pad_value, extra, reuse)
+    return PaddedMap(padded, tuple(pad), padded._base if reuse and padded._base is not None else None)
 
 
 def track(value: Lattice, pattern: str, terms: Sequence[Tuple[str, Optional[str], Optional[str]]],
@@ -271,10 +270,11 @@ def track(value: Lattice, pattern: str, terms: Sequence[Tuple[str, Optional[str]
     return value._replace(skipped=tuple(skipped))
 
 
-def pad_map(x: torch.Tensor, pad: Tuple[int, int], pad_value: float = 0.0,
-            slack: Tuple[int, int] = (0, 0)) -> PaddedMap:
-    """A full map copied inside a border (for a convolution's lattices, :func:`conv_lattices`)."""
-    return materialise((('full', None, None), ), (x, ), None, pad, pad_value, slack)
+def pad_map(x: torch.Tensor, pad: Tuple[int, int], pad_value: float = 0.0, slack: Tuple[int, int] = (0, 0),
+            reuse: bool = False) -> PaddedMap:
+    """A full map copied inside a border (for a convolution's lattices, :func:`conv_lattices`); ``reuse`` as in
+    :func:`materialise`."""
+    return materialise((('full', None, None), ), (x, ), None, pad, pad_value, slack, reuse)
 
 
 def full_map(x: PaddedMap) -> torch.Tensor:
@@ -300,5 +300,5 @@ def pool_lattices(source: PaddedMap, pattern: str, kernel_size: Tuple[int, int],
 __all__ = [
     'conv2d', 'conv_bias', 'gather_lattices', 'conv_kept', 'conv_lattices', 'conv_subsampled', 'full_map', 'gather',
     'lattice_add', 'lattice_attr', 'lattice_clamp', 'lattice_method', 'materialise', 'pad_map', 'pool_lattices',
-    'track'
+    'release', 'track'
 ]

@@ -435,10 +435,11 @@ class LatticeGraph:
         _fuse_epilogues(new)
         # Lattice operations nobody reads (the plain view of a map only convolutions read, say) go; the original
         # nodes stay, whatever their use (an in-place op may matter for its effect alone).
-        ours = {getattr(L, name) for name in L.__all__}
+        ours = {getattr(L, name) for name in L.__all__} - {L.release}
         for node in reversed(list(new.nodes)):
             if node.op == 'call_function' and node.target in ours and not node.users:
                 new.erase_node(node)
+        self._release_after_last_reader(new)
         for node in list(new.nodes):
             if node.op == 'get_attr' and not node.users:
                 new.erase_node(node)
@@ -470,6 +471,37 @@ class LatticeGraph:
         if name == 'add':
             return new.call_function(L.lattice_add, (lattice[node.args[0]], lattice[node.args[1]]))
         raise AssertionError(name)
+
+    def _release_after_last_reader(self, graph: fx.Graph) -> None:
+        """Materialised maps that only readers which make new tensors of them read (convolutions, pooling,
+        upsampling, later writes) are written into reused storage and released after their last reader; a map
+        that anything else may hold on to (an output, a view) is left to Python's memory management."""
+        modules = self.modules
+        readers = {L.conv_lattices, L.pool_lattices, L.gather_lattices, L.materialise, L.pad_map, L.track,
+                   F.interpolate, F.max_pool2d}
+        order = {node: i for i, node in enumerate(graph.nodes)}
+
+        def reads_only(user):
+            if user.op == 'call_function':
+                return user.target in readers
+            if user.op == 'call_module':
+                return isinstance(modules.get(user.target), (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d))
+            return False
+
+        for node in list(graph.nodes):
+            if node.op != 'call_function' or node.target not in (L.materialise, L.pad_map):
+                continue
+            users = []
+            for user in node.users:
+                if user.op == 'call_function' and user.target is L.full_map:
+                    users += list(user.users)
+                else:
+                    users.append(user)
+            if not users or not all(reads_only(u) for u in users):
+                continue
+            node.kwargs = dict(node.kwargs, reuse=True)
+            with graph.inserting_after(max(users, key=lambda u: order[u])):
+                graph.call_function(L.release, (node, ))
 
     def _window(self, user: fx.Node) -> Optional[Tuple[tuple, tuple, float]]:
         """(padding, stride, padding value) of a reader that reads a padded map, else None."""

@@ -58,9 +58,12 @@ class PaddedMap(NamedTuple):
         padded (Tensor): (N, C, H + 2 pad_h, W + 2 pad_w), the border filled with ``pad_value``; its storage runs on
             past the end (the slack), so that views shifted by up to one stride step stay inside it.
         pad (tuple[int, int]): (pad_h, pad_w).
+        storage (Tensor, optional): The flat tensor ``padded`` lies in, where it may be reused once the map is
+            read (see :func:`~.write.release`).
     """
     padded: torch.Tensor
     pad: Tuple[int, int]
+    storage: Optional[torch.Tensor] = None
 
     @property
     def map(self) -> torch.Tensor:

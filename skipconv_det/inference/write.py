@@ -8,6 +8,7 @@ interleaved with stacks and reshapes, which inductor fuses into one kernel and e
 """
 import logging
 import os
+import threading
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from .layout import Cell, complement
+from .layout import Cell, PaddedMap, complement, kept_lattices, lattice_extent
 from .plan import CellPlan, Region, Target, Term, plan_cells, plan_write, planned, target_position
 
 Clamp = Optional[Tuple[float, float]]  # an activation as clamp(low, high): ReLU is (0, inf); None: none
@@ -105,7 +106,7 @@ def _summed_constants(regions: Sequence[Region], constants: Sequence[Optional[to
 
 def write(terms: Tuple[Term, ...], inputs: Sequence[torch.Tensor], constants: Sequence[Optional[torch.Tensor]],
           size: Tuple[int, int], target: Target, clamp: Clamp = None, pad: Tuple[int, int] = (0, 0),
-          pad_value: float = 0.0, slack: int = 0) -> List[torch.Tensor]:
+          pad_value: float = 0.0, slack: int = 0, reuse: bool = False) -> List[torch.Tensor]:
     """``clamp(sum of terms)`` at every position of ``target``.
 
     Args:
@@ -117,26 +118,67 @@ def write(terms: Tuple[Term, ...], inputs: Sequence[torch.Tensor], constants: Se
         clamp: The activation as (low, high), or None.
         pad: For a full map, a border of (pad_h, pad_w) around it, filled with ``pad_value``.
         slack: For a full map, elements of storage past its end (see :class:`~.layout.PaddedMap`).
+        reuse: For a full map, write it into released storage where there is some (see :func:`release`).
 
     Returns:
         list[Tensor]: ``[padded map]`` (the map is its inside), or the skipped lattices.
     """
     like = inputs[0]
     if kernel_applies(like):
-        return _write_by_kernel(terms, inputs, constants, size, target, clamp, pad, pad_value, slack)
+        storage = None
+        if reuse and target.kind == 'map':
+            n, c = like.shape[:2]
+            storage = _buffers.take(n * c * (size[0] + 2 * pad[0]) * (size[1] + 2 * pad[1]) + slack, like)
+        return _write_by_kernel(terms, inputs, constants, size, target, clamp, pad, pad_value, slack, storage)
     return _write_by_torch_ops(terms, inputs, constants, size, target, clamp, pad, pad_value)
 
 
-def _empty_like_layout(like: torch.Tensor, shape: Sequence[int], slack: int = 0) -> torch.Tensor:
+class _Buffers(threading.local):
+    """Storage of materialised maps that their last reader has released (per thread): a map written into memory
+    that was written before costs no page faults, which on the CPU are about half of writing a fresh map."""
+
+    def __init__(self):
+        self.free: List[torch.Tensor] = []
+
+    def take(self, numel: int, like: torch.Tensor) -> torch.Tensor:
+        """A flat tensor of at least ``numel`` elements like ``like``: the smallest free one that fits, else new."""
+        fits = [b for b in self.free if b.numel() >= numel and b.dtype == like.dtype and b.device == like.device]
+        if fits:
+            best = min(fits, key=lambda b: b.numel())
+            self.free = [b for b in self.free if b is not best]
+            return best
+        return torch.empty(numel, dtype=like.dtype, device=like.device)
+
+    def give(self, buffer: torch.Tensor) -> None:
+        self.free.append(buffer)
+        if len(self.free) > _KEPT_BUFFERS:
+            self.free.sort(key=lambda b: b.numel())
+            self.free.pop(0)
+
+
+_KEPT_BUFFERS = 4  # free buffers kept for reuse, per thread
+_buffers = _Buffers()
+
+
+def release(map_: PaddedMap) -> None:
+    """Give a materialised map's storage back for reuse: the rewritten graph calls it after the map's last reader,
+    where nothing else holds the map (:mod:`.graph` checks that)."""
+    if map_.storage is not None:
+        _buffers.give(map_.storage)
+
+
+def _empty_like_layout(like: torch.Tensor, shape: Sequence[int], slack: int = 0,
+                       storage: Optional[torch.Tensor] = None) -> torch.Tensor:
     """An uninitialised tensor of ``shape`` in ``like``'s memory format, with ``slack`` zeroed elements of storage
-    after it."""
+    after it, in ``storage`` (a flat tensor large enough) if given."""
     channels_last = like.dim() == 4 and like.is_contiguous(memory_format=torch.channels_last) and not \
         like.is_contiguous()
     n, c, h, w = shape
     numel = n * c * h * w
-    storage = torch.empty(numel + slack, dtype=like.dtype, device=like.device)
+    if storage is None:
+        storage = torch.empty(numel + slack, dtype=like.dtype, device=like.device)
     if slack:
-        storage[numel:].zero_()
+        storage[numel:numel + slack].zero_()
     strides = (c * h * w, 1, w * c, c) if channels_last else (c * h * w, h * w, w, 1)
     return storage.as_strided(tuple(shape), strides)
 
@@ -151,15 +193,16 @@ def _fill_border(padded: torch.Tensor, pad: Tuple[int, int], value: float) -> No
         padded[:, :, ph:padded.shape[2] - ph, -pw:].fill_(value)
 
 
-def _write_by_kernel(terms, inputs, constants, size, target, clamp, pad, pad_value, slack) -> List[torch.Tensor]:
+def _write_by_kernel(terms, inputs, constants, size, target, clamp, pad, pad_value, slack,
+                     storage=None) -> List[torch.Tensor]:
     like = inputs[0]
     n, c = like.shape[:2]
     if target.kind == 'map':
-        targets = [_empty_like_layout(like, (n, c, size[0] + 2 * pad[0], size[1] + 2 * pad[1]), slack)]
+        targets = [_empty_like_layout(like, (n, c, size[0] + 2 * pad[0], size[1] + 2 * pad[1]), slack, storage)]
         _fill_border(targets[0], pad, pad_value)
     else:
         # Each skipped lattice stored in the shape of the pattern's first kept lattice (see layout).
-        shape = (n, c) + tuple(like.shape[2:])
+        shape = (n, c) + lattice_extent(size, kept_lattices(target.pattern)[0])
         targets = [_empty_like_layout(like, shape) for _ in complement(target.pattern)]
     regions = plan_write(terms, size, target)
     kernel = _load_kernel()

@@ -3,8 +3,8 @@
 // The lattice domain's one kernel (skipconv_det/inference/write.py): writes each region of a plan
 // (skipconv_det/inference/plan.py) as clamp(sum of weighted sources + constant), every target position once, the
 // sources read from the lattice tensors in place. It materialises a map (kept values, fills, a residual, the
-// activation and the zero border of the padded map a convolution reads, in one pass) and computes a map's skipped
-// lattices. NCHW and channels_last, any strides.
+// activation, in one pass, into the padded map a convolution then reads) and computes a map's skipped lattices.
+// NCHW and channels_last, any strides.
 #include <torch/extension.h>
 
 #include <ATen/Dispatch.h>
@@ -39,15 +39,6 @@ struct Clamp {
   bool active;
   double low, high;
 };
-
-template <typename acc_t>
-inline acc_t clamp_value(acc_t v, const Clamp& clamp) {
-  if (!clamp.active) return v;
-  // NaN stays NaN, as torch.clamp does.
-  if (v < static_cast<acc_t>(clamp.low)) v = static_cast<acc_t>(clamp.low);
-  if (v > static_cast<acc_t>(clamp.high)) v = static_cast<acc_t>(clamp.high);
-  return v;
-}
 
 void check_range(const at::Tensor& t, int64_t row, int64_t rows, int64_t row_step, int64_t col, int64_t cols,
                  int64_t col_step, const char* what) {
@@ -93,6 +84,41 @@ Resolved<scalar_t> resolve(const Region& region, const std::vector<at::Tensor>& 
   return r;
 }
 
+// acc[i] += w * p[i * stride], i < count; unit strides get their own loops, which the compiler vectorizes.
+template <typename scalar_t, typename acc_t>
+inline void accumulate(acc_t* __restrict__ acc, const scalar_t* __restrict__ p, int64_t stride, int64_t count,
+                       acc_t w) {
+  if (stride == 1) {
+    if (w == acc_t(1)) {
+      for (int64_t i = 0; i < count; ++i) acc[i] += static_cast<acc_t>(p[i]);
+    } else {
+      for (int64_t i = 0; i < count; ++i) acc[i] += w * static_cast<acc_t>(p[i]);
+    }
+  } else if (w == acc_t(1)) {
+    for (int64_t i = 0; i < count; ++i) acc[i] += static_cast<acc_t>(p[i * stride]);
+  } else {
+    for (int64_t i = 0; i < count; ++i) acc[i] += w * static_cast<acc_t>(p[i * stride]);
+  }
+}
+
+// q[i * stride] = clamp(acc[i]), i < count (std::max and std::min keep a NaN, as torch.clamp does).
+template <typename scalar_t, typename acc_t>
+inline void store(scalar_t* __restrict__ q, int64_t stride, const acc_t* __restrict__ acc, int64_t count,
+                  const Clamp& clamp) {
+  if (clamp.active) {
+    const acc_t low = static_cast<acc_t>(clamp.low), high = static_cast<acc_t>(clamp.high);
+    if (stride == 1) {
+      for (int64_t i = 0; i < count; ++i) q[i] = static_cast<scalar_t>(std::min(std::max(acc[i], low), high));
+    } else {
+      for (int64_t i = 0; i < count; ++i) q[i * stride] = static_cast<scalar_t>(std::min(std::max(acc[i], low), high));
+    }
+  } else if (stride == 1) {
+    for (int64_t i = 0; i < count; ++i) q[i] = static_cast<scalar_t>(acc[i]);
+  } else {
+    for (int64_t i = 0; i < count; ++i) q[i * stride] = static_cast<scalar_t>(acc[i]);
+  }
+}
+
 // One row of a region in one (sample, channel) plane: columns innermost (NCHW-like targets).
 template <typename scalar_t>
 inline void write_plane_row(const Resolved<scalar_t>& r, int64_t n, int64_t c, int64_t k, int64_t cols,
@@ -100,17 +126,10 @@ inline void write_plane_row(const Resolved<scalar_t>& r, int64_t n, int64_t c, i
   using acc_t = at::opmath_type<scalar_t>;
   std::fill(acc.begin(), acc.begin() + cols, r.constant ? static_cast<acc_t>(r.constant[c]) : acc_t(0));
   for (size_t s = 0; s < r.data.size(); ++s) {
-    const scalar_t* p = r.data[s] + n * r.batch[s] + c * r.channel[s] + k * r.row[s];
-    const int64_t stride = r.col[s];
-    const acc_t w = r.weight[s];
-    if (w == acc_t(1)) {
-      for (int64_t m = 0; m < cols; ++m) acc[m] += static_cast<acc_t>(p[m * stride]);
-    } else {
-      for (int64_t m = 0; m < cols; ++m) acc[m] += w * static_cast<acc_t>(p[m * stride]);
-    }
+    accumulate(acc.data(), r.data[s] + n * r.batch[s] + c * r.channel[s] + k * r.row[s], r.col[s], cols,
+               r.weight[s]);
   }
-  scalar_t* q = r.out + n * r.out_batch + c * r.out_channel + k * r.out_row;
-  for (int64_t m = 0; m < cols; ++m) q[m * r.out_col] = static_cast<scalar_t>(clamp_value(acc[m], clamp));
+  store(r.out + n * r.out_batch + c * r.out_channel + k * r.out_row, r.out_col, acc.data(), cols, clamp);
 }
 
 // One position of a region, every channel: channels innermost (channels_last targets).
@@ -118,19 +137,16 @@ template <typename scalar_t>
 inline void write_position(const Resolved<scalar_t>& r, int64_t n, int64_t k, int64_t m, int64_t channels,
                            std::vector<at::opmath_type<scalar_t>>& acc, const Clamp& clamp) {
   using acc_t = at::opmath_type<scalar_t>;
-  for (int64_t c = 0; c < channels; ++c) acc[c] = r.constant ? static_cast<acc_t>(r.constant[c]) : acc_t(0);
-  for (size_t s = 0; s < r.data.size(); ++s) {
-    const scalar_t* p = r.data[s] + n * r.batch[s] + k * r.row[s] + m * r.col[s];
-    const int64_t stride = r.channel[s];
-    const acc_t w = r.weight[s];
-    if (w == acc_t(1)) {
-      for (int64_t c = 0; c < channels; ++c) acc[c] += static_cast<acc_t>(p[c * stride]);
-    } else {
-      for (int64_t c = 0; c < channels; ++c) acc[c] += w * static_cast<acc_t>(p[c * stride]);
-    }
+  if (r.constant) {
+    for (int64_t c = 0; c < channels; ++c) acc[c] = static_cast<acc_t>(r.constant[c]);
+  } else {
+    std::fill(acc.begin(), acc.begin() + channels, acc_t(0));
   }
-  scalar_t* q = r.out + n * r.out_batch + k * r.out_row + m * r.out_col;
-  for (int64_t c = 0; c < channels; ++c) q[c * r.out_channel] = static_cast<scalar_t>(clamp_value(acc[c], clamp));
+  for (size_t s = 0; s < r.data.size(); ++s) {
+    accumulate(acc.data(), r.data[s] + n * r.batch[s] + k * r.row[s] + m * r.col[s], r.channel[s], channels,
+               r.weight[s]);
+  }
+  store(r.out + n * r.out_batch + k * r.out_row + m * r.out_col, r.out_channel, acc.data(), channels, clamp);
 }
 
 template <typename scalar_t>
