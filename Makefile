@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TESTED := requirements/tested.txt
 
-.PHONY: install test demo clean-venv
+.PHONY: install test test-fast demo clean-venv
 install: $(STAMP)
 
 $(STAMP): setup.py $(TESTED) tools/install_mmcv.sh
@@ -23,8 +23,13 @@ $(STAMP): setup.py $(TESTED) tools/install_mmcv.sh
 	$(PY) -c "from skipconv_det.inference.write import build_kernel; assert build_kernel(), 'build failed'"
 	touch $(STAMP)
 
+# The full suite (what CI runs), and the edit loop's tier: everything but end-to-end runs, subprocesses, benchmark
+# runs and the rest of the reduced matrices (markers e2e and full, setup.cfg).
 test: install
 	$(PY) -m pytest tests
+
+test-fast: install
+	$(PY) -m pytest tests -m "not e2e and not full"
 
 demo: install
 	$(PY) tools/demo.py
