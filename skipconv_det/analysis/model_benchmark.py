@@ -25,7 +25,7 @@ from .complexity import measure_latencies, profile_calls
 from .dummy_data import dummy_batch
 from .flops import build_model_from_config, dense_and_skipconv_twins
 from .layer_benchmark import LAYOUTS
-from .onnxruntime_timing import time_parts_onnxruntime
+from .onnxruntime_timing import profile_part_onnxruntime, time_parts_onnxruntime
 from .memory import peak_memory
 
 
@@ -300,16 +300,28 @@ def profile_model(config: str,
                   shift_channels: bool = False,
                   scope: Optional[Sequence[str]] = None,
                   runs: int = 1,
-                  top: int = 12) -> str:
+                  top: int = 12,
+                  fuse_bn: bool = False,
+                  optimize_for_inference: bool = False,
+                  batch_size: int = 1) -> str:
     """Where a model's time goes, dense vs SkipConv: torch.profiler's ops of one stage (or 'train step') by self
-    time per call (averaged over ``runs`` calls after a warm-up call), the two models side by side.
+    time per call (averaged over ``runs`` calls after a warm-up call), the models side by side. ``fuse_bn`` and
+    ``optimize_for_inference`` (a third column, :data:`OPTIMIZED`) as in :func:`benchmark_model`.
 
     Returns:
-        str: A markdown table of the ``top`` ops by the larger of the two times, then the rest and the total.
+        str: A markdown table of the ``top`` ops by the largest of the times, then the rest and the total.
     """
     cuda, training = device.startswith('cuda'), stage == 'train step'
     models, lib_scope = _dense_and_skipconv(config, cfg_options, skip_pattern, shift_channels, scope)
-    inputs, samples = dummy_batch(lib_scope, shape, device=device, data_preprocessor=models['dense'].data_preprocessor)
+    if optimize_for_inference:
+        models[OPTIMIZED] = lattice_domain(copy.deepcopy(models['skipconv']).eval())
+        fuse_bn = True
+    if fuse_bn:
+        if training:
+            raise ValueError('BN folding is for inference: profile another stage than the training step.')
+        models = {name: fuse_conv_bn(model.eval()) for name, model in models.items()}
+    inputs, samples = dummy_batch(lib_scope, shape, batch_size, device=device,
+                                  data_preprocessor=models['dense'].data_preprocessor)
     x = inputs.contiguous(memory_format=LAYOUTS[layout])
     per_op: Dict[str, Dict[str, Tuple[float, float]]] = {}
     for name, model in models.items():
@@ -322,10 +334,13 @@ def profile_model(config: str,
             per_op.setdefault(event.key, {})[name] = (us / 1e3 / runs, event.count / runs)
     totals = {name: sum(ops[name][0] for ops in per_op.values() if name in ops) for name in models}
     ranked = sorted(per_op.items(), key=lambda item: -max(ms for ms, _ in item[1].values()))
+    names = [_NAMES[name] for name in models]
+    batch = f', batch {batch_size}' if batch_size != 1 else ''
     lines = [
-        f'{config} @ {shape[0]}x{shape[1]}, {stage}, {layout}, {device}: self {"device" if cuda else "CPU"} ms '
-        f'per call by op (mean of {runs} after a warm-up)',
-        '| op | dense ms | SkipConv ms | dense calls | SkipConv calls |', '|---|---|---|---|---|'
+        f'{config} @ {shape[0]}x{shape[1]}{batch}, {stage}, {layout}, {device}{", BN folded" if fuse_bn else ""}: '
+        f'self {"device" if cuda else "CPU"} ms per call by op (mean of {runs} after a warm-up)',
+        '| op | ' + ' | '.join(f'{n} ms' for n in names) + ' | ' + ' | '.join(f'{n} calls' for n in names) + ' |',
+        '|---|' + '---|' * (2 * len(names))
     ]
 
     def cells(ops):
@@ -336,6 +351,29 @@ def profile_model(config: str,
     for op, ops in ranked[:top]:
         lines.append(f'| {op} | {cells(ops)} |')
     rest = {name: sum(ops[name][0] for _, ops in ranked[top:] if name in ops) for name in models}
-    lines.append(f"| other ops | {rest['dense']:.1f} | {rest['skipconv']:.1f} | | |")
-    lines.append(f"| total | {totals['dense']:.1f} | {totals['skipconv']:.1f} | | |")
+    blanks = ' |' * len(models)
+    lines.append('| other ops | ' + ' | '.join(f'{rest[name]:.1f}' for name in models) + ' |' + blanks)
+    lines.append('| total | ' + ' | '.join(f'{totals[name]:.1f}' for name in models) + ' |' + blanks)
     return '\n'.join(lines)
+
+
+def profile_model_onnxruntime(config: str,
+                              shape: Tuple[int, int],
+                              part: str = 'backbone',
+                              cfg_options: Optional[dict] = None,
+                              skip_pattern: str = 'checkerboard',
+                              shift_channels: bool = False,
+                              scope: Optional[Sequence[str]] = None,
+                              runs: int = 1,
+                              optimize_for_inference: bool = False,
+                              batch_size: int = 1) -> str:
+    """Where onnxruntime's time goes in ``part`` ('backbone' or 'backbone+neck') of a config's model, BN folded
+    as deployed, dense beside SkipConv (and the lattice-domain model with ``optimize_for_inference``): see
+    :func:`~.onnxruntime_timing.profile_part_onnxruntime`."""
+    models, lib_scope = _dense_and_skipconv(config, cfg_options, skip_pattern, shift_channels, scope)
+    if optimize_for_inference:
+        models[OPTIMIZED] = lattice_domain(copy.deepcopy(models['skipconv']).eval())
+    models = {_NAMES[name]: fuse_conv_bn(model.eval()) for name, model in models.items()}
+    inputs, _ = dummy_batch(lib_scope, shape, batch_size, data_preprocessor=models['dense'].data_preprocessor)
+    return (f'{config} @ {shape[0]}x{shape[1]}, BN folded, ' +
+            profile_part_onnxruntime(models, inputs, part, runs, num_threads=torch.get_num_threads()))

@@ -18,7 +18,7 @@ from typing import List, Optional
 import torch
 
 from ..analysis.layer_benchmark import SHAPE_PRESETS, benchmark_layers, format_layer_table, plot_speedups, profile_layer
-from ..analysis.model_benchmark import benchmark_model, format_model_table, profile_model
+from ..analysis.model_benchmark import benchmark_model, format_model_table, profile_model, profile_model_onnxruntime
 from ..analysis.onnxruntime_timing import LAYER_RUNTIMES, RUNTIMES
 from ..models.skip_setting import SkipSetting
 from ..ops import DEFAULT_FILL
@@ -88,7 +88,8 @@ def parse_benchmark_args(argv: Optional[List[str]] = None) -> argparse.Namespace
     add_cfg_options_arg(model, 'override config settings')
     model.add_argument('--profile', choices=['nchw', 'channels_last'],
                        help='instead of timing, show where the time goes: torch.profiler ops of one stage, dense '
-                       'beside SkipConv, in this layout')
+                       'beside SkipConv, in this layout; with --runtime onnxruntime, onnxruntime\'s node types of the '
+                       'exported backbone or backbone+neck instead')
     model.add_argument('--profile-stage', default='backbone+neck',
                        choices=['backbone', 'backbone+neck', 'inference', 'train step'])
     return parser.parse_args(argv)
@@ -118,9 +119,18 @@ def run_benchmark(argv: Optional[List[str]] = None) -> dict:
             for pattern, shift, fill in args.patterns:
                 print(profile_layer(cin, cout, h, w, kernel, args.stride, pattern, shift, fill, args.profile,
                                     args.backward, args.batch, args.device))
+    elif args.profile and args.runtime == 'onnxruntime':
+        if args.profile_stage not in ('backbone', 'backbone+neck'):
+            raise SystemExit('--runtime onnxruntime --profile: --profile-stage is backbone or backbone+neck')
+        result = profile_model_onnxruntime(args.config, tuple(args.shape), args.profile_stage, args.cfg_options,
+                                           runs=args.repeats, optimize_for_inference=args.optimize_for_inference,
+                                           batch_size=args.batch_size, **conversion_kwargs(args))
+        print(result)
     elif args.profile:
         result = profile_model(args.config, tuple(args.shape), args.profile_stage, args.profile, args.device,
-                               args.cfg_options, runs=args.repeats, **conversion_kwargs(args))
+                               args.cfg_options, runs=args.repeats, fuse_bn=args.fuse_bn,
+                               optimize_for_inference=args.optimize_for_inference, batch_size=args.batch_size,
+                               **conversion_kwargs(args))
         print(result)
     else:
         result = benchmark_model(args.config, tuple(args.shape), args.device, not args.no_train, args.cfg_options,

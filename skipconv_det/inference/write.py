@@ -10,6 +10,7 @@ import logging
 import os
 import threading
 import warnings
+from contextlib import nullcontext
 from functools import lru_cache
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -207,9 +208,13 @@ def _write_by_kernel(terms, inputs, constants, size, target, clamp, pad, pad_val
     regions = plan_write(terms, size, target)
     kernel = _load_kernel()
     low, high = clamp if clamp is not None else (0.0, 0.0)
-    kernel.write_regions(targets=targets, inputs=list(inputs), plan=_kernel_plan(terms, size, target, pad).plan,
-                         constants=_summed_constants(regions, constants, like), clamp=clamp is not None,
-                         low=float(low), high=float(high))
+    # Named for torch.profiler, which sees only ATen ops otherwise (tools/benchmark.py model --profile); the
+    # record costs a few microseconds a call, so only while a profiler runs.
+    profiled = torch.autograd._profiler_enabled()
+    with torch.profiler.record_function('skipconv_det_lattice::write_regions') if profiled else nullcontext():
+        kernel.write_regions(targets=targets, inputs=list(inputs), plan=_kernel_plan(terms, size, target, pad).plan,
+                             constants=_summed_constants(regions, constants, like), clamp=clamp is not None,
+                             low=float(low), high=float(high))
     return targets
 
 

@@ -52,12 +52,17 @@ def export_onnx(module: nn.Module, inputs: torch.Tensor, path: str, dynamo: bool
     return path
 
 
-def onnxruntime_session(path: str, threads: Optional[int] = None):
-    """An onnxruntime CPU session of ``path`` (``threads`` intra-op threads; default: onnxruntime's)."""
+def onnxruntime_session(path: str, threads: Optional[int] = None, profile_prefix: Optional[str] = None):
+    """An onnxruntime CPU session of ``path`` (``threads`` intra-op threads; default: onnxruntime's); with
+    ``profile_prefix``, onnxruntime's profiler writes the session's node times to a JSON file of that prefix
+    (``session.end_profiling()`` returns its path)."""
     import onnxruntime
     options = onnxruntime.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
+    if profile_prefix:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     return onnxruntime.InferenceSession(path, options, providers=['CPUExecutionProvider'])
 
 
