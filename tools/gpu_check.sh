@@ -118,14 +118,10 @@ PY
 
     local model=("$PYTHON" tools/benchmark.py model "$CONFIG" --device $DEVICE --shape "${shape[@]}" "${timing[@]}")
     step "R-50-FPN ${shape[0]}x${shape[1]}, eager" 150 "${model[@]}" --json "$OUT/model.json"
-    if "$PYTHON" tools/benchmark.py model -h | grep -q -- --optimize-for-inference; then
-        step "R-50-FPN ${shape[0]}x${shape[1]}, BN folded + optimized" 150 "${model[@]}" --fuse-bn \
-            --optimize-for-inference --json "$OUT/model-fused.json" ||
-            step "R-50-FPN ${shape[0]}x${shape[1]}, BN folded" 120 "${model[@]}" --fuse-bn --json "$OUT/model-fused.json"
-    else
-        skip "R-50-FPN, optimized for inference" "tools/benchmark.py model has no --optimize-for-inference yet"
+    # Where the lattice-domain rewrite fails on this device, the BN-folded pair is still timed.
+    step "R-50-FPN ${shape[0]}x${shape[1]}, BN folded + optimized" 150 "${model[@]}" --fuse-bn \
+        --optimize-for-inference --json "$OUT/model-fused.json" ||
         step "R-50-FPN ${shape[0]}x${shape[1]}, BN folded" 120 "${model[@]}" --fuse-bn --json "$OUT/model-fused.json"
-    fi
     summarize | tee "$OUT/summary.txt"
 }
 
