@@ -7,6 +7,7 @@ from mmengine.config import Config
 from skipconv_det import SkipConv2d, skip_mask
 from skipconv_det.analysis import (complexity, dummy_batch, get_model_complexity, measure_latencies, measure_latency,
                                    model_latency)
+from ._tiers import full, full_only
 
 DEMO_DENSE = 'configs/demo/faster-rcnn_r18-w16-scratch_fpn_1xb8-6e_synthetic-coco.py'
 DEMO_SKIPCONV = 'configs/demo/faster-rcnn_r18-w16-scratch-skipconv_fpn_1xb8-6e_synthetic-coco.py'
@@ -48,9 +49,11 @@ def tiny_cnn(conv, **kwargs):
         conv(16, 12, 1, **kwargs))
 
 
-@pytest.mark.parametrize('size', [(15, 15), (16, 16), (17, 10)])
-@pytest.mark.parametrize('pattern,shift', [('checkerboard', False), ('checkerboard', True), ('row', False),
-                                           ('grid', True), ('none', False)])
+@pytest.mark.parametrize('size', full_only([(15, 15), (16, 16), (17, 10)], fast=((17, 10), )))
+@pytest.mark.parametrize('pattern,shift', full_only([('checkerboard', False), ('checkerboard', True), ('row', False),
+                                                     ('grid', True), ('none', False)],
+                                                    fast=(('checkerboard', False), ('grid', True), ('none', False)),
+                                                    several=True))
 def test_flops_equal_multiply_adds_of_kept_positions(pattern, shift, size):
     inputs = torch.randn(2, 3, *size)
     dense = tiny_cnn(nn.Conv2d)
@@ -116,6 +119,7 @@ def demo_models():
             (('dense', DEMO_DENSE), ('skipconv', DEMO_SKIPCONV))}
 
 
+@full
 def test_demo_detector_flops_per_component(demo_models):
     """On the demo's Faster R-CNN: the SkipConv backbone costs exactly its kept positions (about half the dense
     one), the FPN saves exactly its convs' skipped multiply-adds, and latency comes out in 'predict' mode."""

@@ -1,5 +1,6 @@
 """The layer and model benchmarks and profilers behind tools/benchmark.py, on a tiny layer and a small model
-(timings themselves are not tested)."""
+(timings themselves are not tested). Tests that run a benchmark or a profiler are marked ``full`` (`make test`
+only); those on fixed timings run in `make test-fast` too."""
 import json
 
 import torch
@@ -7,10 +8,13 @@ import torch
 from skipconv_det.analysis import layer_benchmark, model_benchmark
 from skipconv_det.analysis.layer_benchmark import benchmark_layer, format_layer_table, plot_speedups, profile_layer
 from skipconv_det.analysis.model_benchmark import benchmark_model, format_model_table, profile_model
+from ._tiers import full
 
 CIFAR_RESNET = 'configs/classification/resnet56_8xb16_cifar10.py'
+RESNET20 = {'model.backbone.depth': 20}  # the config's ResNet at depth 20: a third of the layers to time
 
 
+@full
 def test_benchmark_layer_rows_and_table(tmp_path):
     rows = benchmark_layer(4, 6, 9, 8, patterns=[('checkerboard', False, 'zero'), ('grid', True, 'linear')],
                            backward=True, warmup=1, repeats=2)
@@ -58,6 +62,7 @@ def test_model_memory_ratio_is_best_skip_layout_over_best_dense_layout(monkeypat
     assert '| train step | 4.000 | 5.000 | 7.000 | 6.000 | 1.50× |' in format_model_table(result)
 
 
+@full
 def test_profile_layer_shows_the_ops_of_both():
     text = profile_layer(4, 6, 9, 8, skip_pattern='grid', layout='nchw', backward=True, runs=1, top=100)
     skip, dense = text.split('## dense')
@@ -67,8 +72,9 @@ def test_profile_layer_shows_the_ops_of_both():
     assert '_Scatter' in skip and '_Scatter' not in dense
 
 
+@full
 def test_benchmark_model_times_both_models_per_stage_and_layout():
-    result = benchmark_model(CIFAR_RESNET, (16, 16), warmup=0, repeats=1)
+    result = benchmark_model(CIFAR_RESNET, (16, 16), cfg_options=RESNET20, warmup=0, repeats=1)
     stages = ['backbone', 'backbone+neck', 'inference', 'train step']
     for name in ('dense', 'skipconv'):
         assert list(result[name]) == stages
@@ -76,11 +82,11 @@ def test_benchmark_model_times_both_models_per_stage_and_layout():
     assert result['ratio']['inference'] == (min(result['skipconv']['inference'].values()) /
                                             min(result['dense']['inference'].values()))
     memory = result['memory']
-    for name in ('dense', 'skipconv'):  # at least ResNet-56's 0.86 M float32 parameters, in both layouts
+    for name in ('dense', 'skipconv'):  # at least ResNet-20's 0.27 M float32 parameters, in both layouts
         assert list(memory[name]) == ['inference', 'train step']
         inference, train = memory[name]['inference'], memory[name]['train step']
         assert set(inference) == set(train) == {'nchw', 'channels_last'}
-        assert all(4 * 0.86e6 < inference[layout] < train[layout] for layout in inference)
+        assert all(4 * 0.27e6 < inference[layout] < train[layout] for layout in inference)
     assert memory['ratio']['train step'] == (min(memory['skipconv']['train step'].values()) /
                                              min(memory['dense']['train step'].values()))
     table = format_model_table(result)
@@ -89,6 +95,7 @@ def test_benchmark_model_times_both_models_per_stage_and_layout():
     json.dumps(result)  # what --json writes
 
 
+@full
 def test_profile_model_shows_skipconv_work_beside_dense():
     text = profile_model(CIFAR_RESNET, (16, 16), stage='train step', layout='nchw', top=100)
     header, *rows = [line for line in text.splitlines() if line.startswith('| ')]
@@ -101,11 +108,13 @@ def test_profile_model_shows_skipconv_work_beside_dense():
                                    dense_total) < 0.05 * dense_total + 0.5  # the table's ops add up to the total
 
 
+@full
 def test_benchmark_model_compiled_rows_are_against_the_best_dense(monkeypatch):
     compiled = []
     # The rows and their ratios; tests/test_compile.py covers what compiling a SkipConv model does.
     monkeypatch.setattr(torch, 'compile', lambda fn: compiled.append(fn) or fn)
-    result = benchmark_model(CIFAR_RESNET, (16, 16), train=False, compile=True, warmup=0, repeats=1)
+    result = benchmark_model(CIFAR_RESNET, (16, 16), cfg_options=RESNET20, train=False, compile=True, warmup=0,
+                             repeats=1)
     assert len(compiled) == 2 * len(model_benchmark.LAYOUTS) * len(model_benchmark.COMPILED_STAGES)
     for stage in model_benchmark.COMPILED_STAGES:
         best_dense = min(*result['dense'][stage].values(), *result['dense'][f'{stage} compiled'].values())
@@ -114,13 +123,15 @@ def test_benchmark_model_compiled_rows_are_against_the_best_dense(monkeypatch):
         assert result['ratio'][stage] == min(result['skipconv'][stage].values()) / best_dense
 
 
+@full
 def test_benchmark_model_with_bn_folded():
-    result = benchmark_model(CIFAR_RESNET, (16, 16), fuse_bn=True, warmup=0, repeats=1)
+    result = benchmark_model(CIFAR_RESNET, (16, 16), cfg_options=RESNET20, fuse_bn=True, warmup=0, repeats=1)
     assert result['fuse_bn'] and 'train step' not in result['dense']  # folded models are for inference
     assert list(result['memory']['ratio']) == ['inference']
     assert 'BN folded' in format_model_table(result)
 
 
+@full
 def test_model_benchmark_times_only_the_layouts_asked_for(capsys):
     from skipconv_det.cli.benchmark import run_benchmark
     report = run_benchmark(['model', CIFAR_RESNET, '--shape', '16', '16', '--no-train', '--no-memory', '--warmup', '0',

@@ -28,6 +28,7 @@ from skipconv_det.datasets.synthetic_cls import (DIFFICULTIES, UnverifiedCIFAR10
                                                  synthetic_shapes, use_generated_data, write_cifar, write_imagenet)
 from skipconv_det.engine import check_custom_imports, custom_imports_of
 from skipconv_det.models.backbones import CifarResNet, MobileNetV2_CIFAR, NarrowVGG
+from ._tiers import full, full_only
 
 CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs', 'classification')
 CONFIGS = sorted(osp.basename(path) for path in glob.glob(osp.join(CONFIG_DIR, '*.py')))
@@ -107,7 +108,8 @@ def test_every_skipconv_config_has_a_dense_twin():
             assert _unscoped(skip[key]) == _unscoped(dense[key]), key
 
 
-@pytest.mark.parametrize('name', CONFIGS)
+# `make test-fast` trains one SkipConv config; `make test` every config.
+@pytest.mark.parametrize('name', full_only(CONFIGS, fast=('vgg16bn-skipconv_8xb16_cifar10.py', )))
 def test_config_trains_and_validates(name, data_roots, tmp_path):
     cfg = load_config(name)
     # One custom_imports entry registers everything a config names (and is absent where it names nothing of ours).
@@ -140,8 +142,12 @@ def test_config_trains_and_validates(name, data_roots, tmp_path):
 
 
 def _flops(name, size):
-    """Total FLOPs, per-module FLOPs and {conv name: (output shape, module)} of a config's model."""
+    """Total FLOPs, per-module FLOPs and {conv name: (output shape, module)} of a config's model. A CIFAR ResNet is
+    counted at depth 20: the same blocks, stages and projection shortcuts as ResNet-56, and 21 convs rather than 57
+    for the jit tracer of FlopAnalyzer (seconds per SkipConv layer with the linear fill)."""
     cfg = load_config(name)
+    if cfg.model.backbone.type == 'CifarResNet':
+        cfg.model.backbone.depth = 20
     init_default_scope('mmpretrain')
     model = MODELS.build(cfg.model).eval()
     shapes = {}
@@ -156,6 +162,7 @@ def _flops(name, size):
 
 
 # The CIFAR-100 configs have the CIFAR-10 ones' convs (only the linear head differs): count each network once.
+@full  # tests/test_analysis_complexity.py and tests/test_plan.py check FLOPs in `make test-fast`
 @pytest.mark.parametrize('name', [name for name in SKIP_CONFIGS if dataset_of(name) != 'cifar100'])
 def test_flops_follow_skip_density(name):
     """SkipConv FLOPs = dense FLOPs with each conv's share scaled by the fraction of its outputs it keeps."""
@@ -173,6 +180,7 @@ def test_flops_follow_skip_density(name):
     assert density <= skip_total / dense_total <= density + 0.05, 'nearly all the FLOPs are in the convs'
 
 
+@full
 def test_train_tool_skipconv_flag_converts_an_mmpretrain_config(data_roots, tmp_path):
     """tools/train.py --skipconv on a dense mmpretrain config: every conv becomes a SkipConv, and it trains."""
     config = tmp_path / 'resnet20_cifar10.py'
@@ -221,7 +229,8 @@ def test_generated_imagenet_reads_back_through_mmpretrain(tmp_path):
             assert np.abs(sample['img'][..., ::-1].astype(float) - images[i]).mean() < 12
 
 
-@pytest.mark.parametrize('depth, paper_params', [(20, 0.27e6), (56, 0.85e6), (110, 1.7e6)])
+@pytest.mark.parametrize('depth, paper_params', full_only([(20, 0.27e6), (56, 0.85e6), (110, 1.7e6)],
+                                                          fast=((20, 0.27e6), ), several=True))
 def test_cifar_resnet_matches_he_et_al(depth, paper_params):
     backbone = CifarResNet(depth=depth)
     convs = [m for m in backbone.modules() if isinstance(m, nn.Conv2d)]

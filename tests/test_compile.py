@@ -6,6 +6,7 @@ import torch.nn as nn
 
 from skipconv_det import SkipConv2d
 from skipconv_det.ops import compile_mode
+from ._tiers import full, full_only
 
 LAYOUTS = [torch.contiguous_format, torch.channels_last]
 
@@ -19,9 +20,10 @@ def _model():
         SkipConv2d(8, 16, 1, fill='linear', skip_pattern='row'), nn.ReLU())
 
 
-@pytest.mark.parametrize('layout', LAYOUTS)
-@pytest.mark.parametrize('train', [False, True])
-@pytest.mark.parametrize('grad', [False, True], ids=['no_grad', 'grad'])
+# `make test-fast`: a training step in NCHW; `make test`: every mode and layout.
+@pytest.mark.parametrize('layout', full_only(LAYOUTS, fast=(torch.contiguous_format, )))
+@pytest.mark.parametrize('train', full_only([False, True], fast=(True, )))
+@pytest.mark.parametrize('grad', full_only([False, True], fast=(True, )), ids=['no_grad', 'grad'])
 def test_one_graph_without_breaks(layout, train, grad):
     model = _model().train(train).to(memory_format=layout)
     with torch.set_grad_enabled(grad):  # inference is compiled under no_grad, training with gradients
@@ -29,6 +31,7 @@ def test_one_graph_without_breaks(layout, train, grad):
     assert (explanation.graph_count, explanation.graph_break_count) == (1, 0), explanation.break_reasons
 
 
+@full
 @pytest.mark.parametrize('layout', LAYOUTS)
 def test_compiled_matches_eager_without_recompiles(layout):
     torch._dynamo.reset()
@@ -57,8 +60,8 @@ def _graph_ops(explanation):
     return {str(node.target) for graph in explanation.graphs for node in graph.graph.nodes}
 
 
-@pytest.mark.parametrize('mode', ['opaque', 'traced'])
-@pytest.mark.parametrize('grad', [False, True], ids=['no_grad', 'grad'])
+@pytest.mark.parametrize('mode', full_only(['opaque', 'traced'], fast=('opaque', )))
+@pytest.mark.parametrize('grad', full_only([False, True], fast=(False, )), ids=['no_grad', 'grad'])
 def test_compile_mode_decides_what_the_graph_holds(mode, grad):
     """Inference compiles each SkipConv as one custom op by default ('opaque'); with gradients, or with
     ``compile_mode('traced')``, its PyTorch formulation is traced."""
@@ -70,6 +73,7 @@ def test_compile_mode_decides_what_the_graph_holds(mode, grad):
     assert len(opaque) == (1 if mode == 'opaque' and not grad else 0), _graph_ops(explanation)
 
 
+@full
 @pytest.mark.parametrize('layout', LAYOUTS)
 def test_opaque_op_under_inductor_matches_eager(layout):
     """The custom op's fake implementation gives the real output's shape and strides, which inductor plans its

@@ -12,6 +12,7 @@ from torch import nn
 
 from skipconv_det import SkipConv2d, skip_mask
 from skipconv_det.engine import check_custom_imports, custom_imports_of
+from ._tiers import full_only
 
 CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs')
 # SkipConv config -> (its dense twin, skip_pattern, shift_channels, backbone fill, neck and RPN fill)
@@ -55,7 +56,10 @@ def _shrunk_model(cfg):
     return MODELS.build(model)
 
 
-@pytest.mark.parametrize('name', sorted(SKIPCONV_CONFIGS) + DENSE_CONFIGS)
+# `make test-fast`: a dense config, the default SkipConv one and grid+shift with GroupNorm.
+@pytest.mark.parametrize('name', full_only(sorted(SKIPCONV_CONFIGS) + DENSE_CONFIGS, fast=(
+    'faster-rcnn_r50_fpn_1x_coco.py', 'faster-rcnn_r50-skipconv_fpn_1x_coco.py',
+    'faster-rcnn_r50-scratch-skipconv-grid-shift_fpn_gn-all_6x_coco.py')))
 def test_config_builds_places_skipconv_and_trains_a_step(name):
     from mmdet.testing import demo_mm_inputs
     cfg = _load(name)

@@ -14,6 +14,7 @@ from mmengine.registry import MODELS, DefaultScope
 from skipconv_det import SKIP_PATTERNS, SkipConv2d
 from skipconv_det.models import PREDICTION_LAYERS, convert_skipconv, revert_skipconv
 from ._reference import reference
+from ._tiers import full_only
 
 CASES = [(p, s) for p in SKIP_PATTERNS for s in (False, True)]
 
@@ -225,7 +226,11 @@ def _conv_out_channels(model):
     return {n: m.out_channels for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
 
 
-@pytest.mark.parametrize('name', sorted(ZOO))
+# What `make test-fast` takes of the zoo.
+FASTER_RCNN, SSD = 'faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py', 'ssd/ssdlite_mobilenetv2-scratch_8xb24-600e_coco.py'
+
+
+@pytest.mark.parametrize('name', full_only(sorted(ZOO), fast=(FASTER_RCNN, SSD)))
 def test_zoo_defaults_leave_exactly_the_prediction_layers_dense(name, mmdet_scope):
     model = MODELS.build(_shrunk_model_cfg(name))
     # Convs whose width follows num_classes are class predictors, whatever their name.
@@ -239,7 +244,8 @@ def test_zoo_defaults_leave_exactly_the_prediction_layers_dense(name, mmdet_scop
 
 
 # mmdet 3.3's SSDHead cannot predict (its predict path reads a loss_cls it never builds), so SSD is left out here.
-@pytest.mark.parametrize('name', sorted(set(ZOO) - {'ssd/ssdlite_mobilenetv2-scratch_8xb24-600e_coco.py'}))
+@pytest.mark.parametrize('name', full_only(sorted(set(ZOO) - {'ssd/ssdlite_mobilenetv2-scratch_8xb24-600e_coco.py'}),
+                                          fast=(FASTER_RCNN, )))
 def test_zoo_detector_loss_and_predict_after_conversion(name, mmdet_scope):
     from mmdet.testing import demo_mm_inputs
     torch.manual_seed(0)

@@ -17,6 +17,7 @@ from skipconv_det.ops.fill import plan_output_fill
 from skipconv_det.ops.patterns import kept_cells_of, skip_phases, split_ranges
 
 from ._reference import reference
+from ._tiers import full, full_only
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 needs_kernel = pytest.mark.skipif(not _extension.enabled() or shutil.which('c++') is None,
@@ -90,8 +91,8 @@ def test_nchw_output_is_assembled_plane_by_plane(pattern, shift_channels):
     ((2, 5, 11, 12), 3, 1, 1, True), ((1, 4, 37, 41), 3, 1, 1, False), ((2, 6, 9, 14), 1, 1, 0, True),
     ((1, 3, 17, 16), 3, 2, 1, False)], ids=['padded copy', 'border strips', '1x1', 'strided'])
 @pytest.mark.parametrize('pattern,shift_channels', [('checkerboard', False), ('grid', True), ('col', True)])
-@pytest.mark.parametrize('fill', ['nearest', 'linear'])
-@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('fill', full_only(['nearest', 'linear'], fast=('linear', )))
+@pytest.mark.parametrize('dtype', full_only([torch.float32, torch.float64], fast=(torch.float32, )))
 def test_nchw_backward_by_planes_gives_the_torch_ops_gradients(monkeypatch, shape, kernel, stride, padding,
                                                                pads_explicitly, pattern, shift_channels, fill, dtype):
     """The NCHW output and its parts' gradients with the fill's adjoint, one plane at a time, bit for bit as the
@@ -152,6 +153,7 @@ torch.save(outs, {path!r})
 """
 
 
+@full  # a subprocess
 def test_without_the_kernel_skip_conv_gives_the_same_outputs(tmp_path):
     """``SKIPCONV_DET_EXTENSION=0`` (or a failed build): the PyTorch ops fill, with the kernel's results."""
     path = str(tmp_path / 'outs.pt')

@@ -13,6 +13,7 @@ from mmengine.registry import MODELS, DefaultScope
 from skipconv_det import SKIP_PATTERNS, SkipConv2d, skip_conv2d
 from skipconv_det.models import convert_skipconv, fuse_conv_bn, revert_skipconv
 from skipconv_det.ops import FILLS
+from ._tiers import full
 
 
 def _randomise_bn(model):
@@ -112,6 +113,7 @@ def test_fused_resnet_and_fpn_keep_outputs(fill):
     _assert_fused_equal(model, torch.randn(1, 3, 64, 80), lambda m, x: m[1](m[0](x)))
 
 
+@full  # test_fused_resnet_and_fpn_keep_outputs is its `make test-fast` counterpart
 @pytest.mark.parametrize('fill', FILLS)
 def test_fused_faster_rcnn_r50_keeps_outputs(fill):
     torch.manual_seed(0)

@@ -13,6 +13,7 @@ from mmengine.registry import MODELS, DefaultScope
 from skipconv_det.analysis.dummy_data import dummy_batch
 from skipconv_det.inference import optimize_for_inference
 from skipconv_det.models import fuse_conv_bn
+from ._tiers import full, full_only
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 R50_FPN = osp.join(ROOT, 'configs', 'faster-rcnn_r50-skipconv_fpn_1x_coco.py')
@@ -50,10 +51,11 @@ def _close(got, expected, rel=1e-5):
 @pytest.mark.parametrize('config,shape,changes', [
     (DEMO, (125, 171), {}),
     # ResNet-50 at a quarter width: the same blocks, strides and stages, a fraction of the cost.
-    (R50_FPN, (100, 152), dict(backbone=dict(base_channels=16, init_cfg=None),
-                               neck=dict(in_channels=[64, 128, 256, 512]))),
+    pytest.param(R50_FPN, (100, 152), dict(backbone=dict(base_channels=16, init_cfg=None),
+                                           neck=dict(in_channels=[64, 128, 256, 512])), marks=full),
 ], ids=['demo', 'r50-fpn'])
-@pytest.mark.parametrize('layout', [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize('layout', full_only([torch.contiguous_format, torch.channels_last],
+                                             fast=(torch.channels_last, )))
 def test_detector_features_and_predictions(config, shape, changes, layout, mmdet_scope):
     """Features equal to float32 precision. Predictions: a random model's proposals and NMS turn on ties of its
     scores in their last bits, so the features come from float64 backbones and necks (whose orders of summation
@@ -130,6 +132,7 @@ test_evaluator = val_evaluator
         torch.testing.assert_close(g['bboxes'], e['bboxes'], rtol=0, atol=1e-2)
 
 
+@full
 def test_exported_graph_keeps_kept_lattices(tmp_path):
     """tools/export_onnx.py --optimize-for-inference: exact in onnxruntime, and its 1x1 convolutions run on kept
     lattices (half the positions) rather than on interleaved maps."""
@@ -150,6 +153,7 @@ def test_exported_graph_keeps_kept_lattices(tmp_path):
     assert 8 in heights and 16 not in heights
 
 
+@full
 def test_benchmark_times_the_optimized_model():
     from skipconv_det.analysis.model_benchmark import OPTIMIZED, benchmark_model, format_model_table
     result = benchmark_model(DEMO, (64, 96), train=False, memory=False, optimize_for_inference=True, warmup=0,

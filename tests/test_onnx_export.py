@@ -10,6 +10,7 @@ import torch.nn as nn
 
 from skipconv_det import SKIP_PATTERNS, SkipConv2d, skip_conv2d
 from skipconv_det.ops import FILLS, cell_assembly
+from ._tiers import full, full_only
 
 pytest.importorskip('onnxruntime')
 pytest.importorskip('onnxscript')
@@ -30,10 +31,10 @@ def _geometries(count, seed):
             yield k, s, p, d, g, (h, w)
 
 
-@pytest.mark.parametrize('filled_by', ['convolutions', 'slices'])  # as exported to ONNX, as under torch.compile
-@pytest.mark.parametrize('fill', FILLS)
-@pytest.mark.parametrize('shift_channels', [False, True])
-@pytest.mark.parametrize('pattern', SKIP_PATTERNS)
+@pytest.mark.parametrize('filled_by', full_only(['convolutions', 'slices'], fast=('convolutions', )))  # ONNX, compile
+@pytest.mark.parametrize('fill', full_only(FILLS, fast=('linear', )))
+@pytest.mark.parametrize('shift_channels', full_only([False, True], fast=(True, )))
+@pytest.mark.parametrize('pattern', full_only(SKIP_PATTERNS, fast=('grid', )))  # `make test-fast`: grid+shift
 def test_exported_assembly_equals_the_operator(pattern, shift_channels, fill, filled_by):
     gen = torch.Generator().manual_seed(0)
     for k, s, p, d, g, (h, w) in _geometries(8, seed=hash((pattern, shift_channels, fill)) % 1000):
@@ -84,7 +85,7 @@ class _Tuple(nn.Module):
         return (self.net(x), )
 
 
-@pytest.mark.parametrize('fill', FILLS)
+@pytest.mark.parametrize('fill', full_only(FILLS, fast=('linear', )))
 def test_onnxruntime_matches_pytorch_without_scatter(fill, tmp_path):
     module, x = _Tuple(_net(fill, 'grid', True)), torch.randn(1, 3, 13, 10)
     path = export_onnx(module, x, str(tmp_path / 'net.onnx'))
@@ -139,6 +140,7 @@ def test_model_part_selects_and_refuses(mmdet_scope):
         ModelPart(ResNet(18), 'head')
 
 
+@full  # the tool end to end
 def test_export_tool_checks_onnxruntime(tmp_path, capsys):
     from skipconv_det.cli.export_onnx import run_export
     out = tmp_path / 'demo.onnx'
@@ -153,6 +155,7 @@ def test_export_tool_checks_onnxruntime(tmp_path, capsys):
     assert f'{out}: backbone of' in capsys.readouterr().out
 
 
+@full  # a benchmark run
 def test_layer_benchmark_times_onnxruntime():
     from skipconv_det.analysis.layer_benchmark import benchmark_layer, format_layer_table
     rows = benchmark_layer(8, 8, 12, 10, patterns=[('checkerboard', False, 'linear'), ('grid', True, 'zero')],
@@ -178,6 +181,7 @@ def test_onnxruntime_timing_refuses_a_wrong_export(tmp_path):
         onnxruntime_calls({'random': Random()}, torch.randn(1, 2, 4, 4))
 
 
+@full  # a benchmark run
 def test_model_benchmark_times_onnxruntime():
     from skipconv_det.analysis.model_benchmark import benchmark_model, format_model_table
     result = benchmark_model('configs/demo/faster-rcnn_r18-w16-scratch_fpn_1xb8-6e_synthetic-coco.py', (64, 96),

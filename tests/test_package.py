@@ -17,6 +17,7 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+pytestmark = pytest.mark.full  # fresh interpreters and a pip wheel build: `make test` only
 
 # Run in a fresh interpreter with `library` made impossible to import, as if it were not installed.
 IMPORT_CHECK = """

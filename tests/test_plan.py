@@ -17,6 +17,7 @@ from skipconv_det import SkipConv2d
 from skipconv_det.apis.plan import (DENSE, ConvGeometry, LayerCost, candidate_layers, choose_settings,
                                     format_plan_config, layer_geometry, measure_costs, setting_flops)
 from skipconv_det.models.skip_setting import SkipSetting
+from ._tiers import full_only
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 RESNET20 = osp.join(ROOT, 'configs', 'demo', 'resnet20_1xb64-12e_synthetic-cifar10.py')
@@ -89,7 +90,7 @@ class _SharedConv(nn.Module):
         return self.conv(x).sum() + self.conv(x[..., ::2, ::2]).sum()
 
 
-@pytest.mark.parametrize('setting', [CHECKERBOARD, GRID_SHIFT, SkipSetting('row')])
+@pytest.mark.parametrize('setting', full_only([CHECKERBOARD, GRID_SHIFT, SkipSetting('row')], fast=(GRID_SHIFT, )))
 @pytest.mark.parametrize('size, stride', [((7, 9), 1), ((10, 13), 2)])
 def test_setting_flops_are_what_mmengine_counts(setting, size, stride):
     conv = nn.Conv2d(6, 10, 3, stride=stride, padding=1, bias=False)

@@ -18,6 +18,7 @@ from skipconv_det.cli.test import run_test
 from skipconv_det.cli.train import run_train
 from skipconv_det.datasets import DatasetError, check_coco_annotations, generate_synthetic_coco
 from skipconv_det.engine import CheckpointError, load_local_checkpoint, readable_checkpoint_errors
+from ._tiers import full_only
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CONFIG = osp.join(ROOT, DEMO_CONFIGS['dense'])
@@ -143,7 +144,7 @@ def test_readable_checkpoint_errors_is_scoped(checkpoint, tmp_path):
     assert not isinstance(e.value, CheckpointError)  # torch's own error
 
 
-@pytest.mark.parametrize('tool', ['resume', 'load_from', 'test'])
+@pytest.mark.parametrize('tool', full_only(['resume', 'load_from', 'test'], fast=('resume', )))
 def test_truncated_checkpoint_through_the_tools(config, checkpoint, tmp_path, tool):
     path, data_root = config
     ckpt = _damaged(checkpoint, tmp_path, 'truncated')

@@ -11,24 +11,29 @@ import torch.nn.functional as F
 from skipconv_det import SKIP_PATTERNS, SkipConv2d, skip_conv2d, skip_mask
 from skipconv_det.ops import FILLS
 from ._reference import assert_matches_reference, reference, reference_fill
+from ._tiers import full, full_only
 
 DEVICES = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
 if os.environ.get('TORCH_DEVICE'):
     DEVICES = [os.environ['TORCH_DEVICE']]
 
 
-@pytest.fixture(params=['in-place padding', 'padded copy'])
+@pytest.fixture(params=['in-place padding', pytest.param('padded copy', marks=full)])
 def padding_path(request, monkeypatch):
-    """Run a test through both ways of padding (small inputs take the padded copy by default)."""
+    """Run a test through both ways of padding (small inputs take the padded copy by default; `make test-fast` runs
+    the in-place padding only, and tests/test_skip_conv_fuzz.py draws both)."""
     import skipconv_det.ops._paths as paths
     monkeypatch.setattr(paths, 'pads_explicitly', lambda x, weight: request.param == 'padded copy')
     return request.param
 
 
 @pytest.mark.parametrize('device', DEVICES)
-@pytest.mark.parametrize('shift', [False, True])
+@pytest.mark.parametrize('shift', full_only([False, True], fast=(True, )))
 @pytest.mark.parametrize('pattern', SKIP_PATTERNS)
-@pytest.mark.parametrize('kernel,stride', list(itertools.product([1, 3, 5, 7], [1, 2])))
+# `make test-fast`: 1x1 and 3x3 kernels (every stride, padding, dilation and grouping of them); `make test`: 5x5 and
+# 7x7 too.
+@pytest.mark.parametrize('kernel,stride', full_only(list(itertools.product([1, 3, 5, 7], [1, 2])),
+                                                    fast=((1, 2), (3, 1)), several=True))
 def test_matches_reference_over_geometry(device, kernel, stride, pattern, shift, padding_path):
     """Every padding 0..3, dilation 1/2, groups 1/2/depthwise, bias on/off, odd and even sizes."""
     gen = torch.Generator().manual_seed(kernel * 10 + stride)
@@ -275,7 +280,7 @@ class TestErrors:
 
 @pytest.mark.parametrize('device', DEVICES)
 @pytest.mark.parametrize('fill', FILLS)
-@pytest.mark.parametrize('shift', [False, True])
+@pytest.mark.parametrize('shift', full_only([False, True], fast=(True, )))
 @pytest.mark.parametrize('pattern', SKIP_PATTERNS)
 def test_fill_matches_reference(device, pattern, shift, fill, padding_path):
     """Every fill on odd, even, single-row/column and 1x1 outputs, strided and not, in both layouts."""

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from skipconv_det import SKIP_PATTERNS, skip_conv2d
 from skipconv_det.ops import FILLS
 from ._reference import TOL, reference
+from ._tiers import full_only
 
 AUTOCAST = [('cpu', torch.bfloat16)] + ([('cuda', torch.float16)] if torch.cuda.is_available() else [])
 if os.environ.get('TORCH_DEVICE'):
@@ -27,8 +28,8 @@ GEOMETRIES = {
 @pytest.mark.parametrize('device,dtype', AUTOCAST)
 @pytest.mark.parametrize('geometry', list(GEOMETRIES))
 @pytest.mark.parametrize('fill', FILLS)
-@pytest.mark.parametrize('shift', [False, True])
-@pytest.mark.parametrize('pattern', SKIP_PATTERNS)
+@pytest.mark.parametrize('shift', full_only([False, True], fast=(True, )))
+@pytest.mark.parametrize('pattern', full_only(SKIP_PATTERNS, fast=('checkerboard', 'grid')))
 def test_matches_reference_under_autocast(device, dtype, geometry, fill, shift, pattern):
     shape, out_channels, stride, channels_last = GEOMETRIES[geometry]
     gen = torch.Generator().manual_seed(0)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from skipconv_det import skip_conv2d
 
 from ._reference import reference
+from ._tiers import full_only
 
 # (N, C_in, H, W, C_out, kernel, stride, padding): a small input (one padded copy, cropped), a large one (convolved
 # in place with border strips; in NCHW the polyphase backward), 1x1 (subsampled), strided (cropped lattices).
@@ -52,7 +53,7 @@ def _reference(x, weight, bias, pattern, shift, fill, stride, padding):
 
 @pytest.mark.parametrize('geometry', list(GEOMETRIES))
 @pytest.mark.parametrize('layout', list(LAYOUTS))
-@pytest.mark.parametrize('fill', ['zero', 'linear', 'nearest'])
+@pytest.mark.parametrize('fill', full_only(['zero', 'linear', 'nearest'], fast=('linear', )))
 def test_input_shared_by_lattices_convs_and_other_ops(geometry, layout, fill):
     x, weights, bias, kwargs = _tensors(geometry, LAYOUTS[layout])
     got = _grads(_skip, x, weights, bias, kwargs, fill)
