@@ -312,13 +312,14 @@ def profile_model(config: str,
         str: A markdown table of the ``top`` ops by the largest of the times, then the rest and the total.
     """
     cuda, training = device.startswith('cuda'), stage == 'train step'
+    fuse_bn = fuse_bn or optimize_for_inference
+    if fuse_bn and training:
+        raise ValueError('BN folding and the lattice domain are for inference: profile another stage than the '
+                         'training step.')
     models, lib_scope = _dense_and_skipconv(config, cfg_options, skip_pattern, shift_channels, scope)
     if optimize_for_inference:
         models[OPTIMIZED] = lattice_domain(copy.deepcopy(models['skipconv']).eval())
-        fuse_bn = True
     if fuse_bn:
-        if training:
-            raise ValueError('BN folding is for inference: profile another stage than the training step.')
         models = {name: fuse_conv_bn(model.eval()) for name, model in models.items()}
     inputs, samples = dummy_batch(lib_scope, shape, batch_size, device=device,
                                   data_preprocessor=models['dense'].data_preprocessor)
