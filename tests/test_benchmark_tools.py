@@ -3,11 +3,13 @@
 only); those on fixed timings run in `make test-fast` too."""
 import json
 
+import pytest
 import torch
 
 from skipconv_det.analysis import layer_benchmark, model_benchmark
 from skipconv_det.analysis.layer_benchmark import benchmark_layer, format_layer_table, plot_speedups, profile_layer
 from skipconv_det.analysis.model_benchmark import benchmark_model, format_model_table, profile_model
+from skipconv_det.inference.write import kernel_applies as write_kernel_applies
 from ._tiers import full
 
 CIFAR_RESNET = 'configs/classification/resnet56_8xb16_cifar10.py'
@@ -143,3 +145,27 @@ def test_model_benchmark_times_only_the_layouts_asked_for(capsys):
         result['dense']['backbone']['channels_last']
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith('| backbone |'))
     assert row.split(' | ')[1] == '-' and row.split(' | ')[3] == '-'  # the NCHW columns: not timed
+
+
+@full
+def test_profile_model_shows_the_optimized_model_beside_dense():
+    # BN folded in all three models; the optimized model's write kernel is named where it runs.
+    text = profile_model(CIFAR_RESNET, (16, 16), stage='inference', layout='channels_last', top=100,
+                         cfg_options=RESNET20, optimize_for_inference=True, batch_size=2)
+    header, *rows = [[cell.strip() for cell in line.strip('|').split('|')] for line in text.splitlines()
+                     if line.startswith('| ')]
+    assert header == ['op', 'dense ms', 'SkipConv ms', 'SkipConv optimized ms', 'dense calls', 'SkipConv calls',
+                      'SkipConv optimized calls']
+    assert 'BN folded' in text and 'batch 2' in text
+    by_op = {row[0]: row[1:] for row in rows}
+    assert 'aten::native_batch_norm' not in by_op  # folded
+    if write_kernel_applies(torch.empty(1)):
+        assert by_op['skipconv_det_lattice::write_regions'][:2] == ['-', '-']
+        assert float(by_op['skipconv_det_lattice::write_regions'][2]) > 0
+    assert all(float(total) > 0 for total in by_op['total'][:3])
+
+
+def test_profile_model_refuses_bn_folding_in_a_training_step():
+    with pytest.raises(ValueError, match='inference'):
+        profile_model(CIFAR_RESNET, (16, 16), stage='train step', fuse_bn=True)
+

@@ -191,3 +191,18 @@ def test_model_benchmark_times_onnxruntime():
     for part in ort['dense']:
         assert ort['ratio'][part] == pytest.approx(ort['skipconv'][part] / ort['dense'][part])
     assert '| backbone+neck |' in format_model_table(result).split('onnxruntime (CPU')[1]
+
+
+@full  # a profiler run
+def test_onnxruntime_profile_counts_node_types_of_each_model():
+    from skipconv_det.analysis.model_benchmark import profile_model_onnxruntime
+    text = profile_model_onnxruntime('configs/demo/faster-rcnn_r18-w16-scratch_fpn_1xb8-6e_synthetic-coco.py',
+                                     (64, 96), part='backbone', runs=1, optimize_for_inference=True)
+    header, *rows = [[cell.strip() for cell in line.strip('|').split('|')] for line in text.splitlines()
+                     if line.startswith('| ')]
+    assert header == ['node type', 'dense ms', 'SkipConv ms', 'SkipConv optimized ms']
+    by_type = {row[0]: row[1:] for row in rows}
+    assert float(by_type['Conv'][0]) > 0 and float(by_type['Conv'][2]) > 0
+    for i in range(3):  # the rows add up to the total, up to their rounding
+        listed = sum(float(cells[i]) for op, cells in by_type.items() if op != 'total' and cells[i] != '-')
+        assert listed == pytest.approx(float(by_type['total'][i]), abs=0.05 * len(by_type))
