@@ -19,6 +19,7 @@ from skipconv_det.inference import functional as L
 from skipconv_det.inference import write
 from skipconv_det.models import convert_skipconv, fuse_conv_bn
 from skipconv_det.ops import FILLS, SkipConv2d
+from ._batchnorm import randomise_bn
 from ._tiers import full_only
 
 LAYOUTS = (torch.contiguous_format, torch.channels_last)
@@ -39,19 +40,6 @@ def write_path(request, monkeypatch):
     elif not write.build_kernel():
         pytest.skip('the write kernel could not be built here')
     return request.param
-
-
-def _randomise_bn(model: nn.Module) -> nn.Module:
-    """BN statistics and affine far from the identity, so that a misplaced shift shows."""
-    gen = torch.Generator().manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.running_mean.copy_(0.2 * torch.randn(m.num_features, generator=gen))
-            m.running_var.copy_(torch.rand(m.num_features, generator=gen) * 1.5 + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-            m.bias.data.copy_(0.2 * torch.randn(m.num_features, generator=gen))
-    model.eval()
-    return model
 
 
 def _outputs(out):
@@ -76,7 +64,7 @@ def _case(references, key, build, shape, call=lambda m, x: m(x)):
     its outputs in both layouts, computed once per ``key``."""
     if key not in references:
         torch.manual_seed(0)
-        model = _randomise_bn(build())
+        model = randomise_bn(build())
         x = torch.randn(*shape)
         reference = fuse_conv_bn(copy.deepcopy(model))
         references[key] = model, x, reference, _reference_outputs(reference, x, call)
@@ -88,7 +76,7 @@ def _assert_same(model: nn.Module, x: torch.Tensor, call=lambda m, x: m(x), regi
     """The optimized model's outputs equal the BN-folded eager model's (relative 1e-5) in both layouts
     (``expected``: those outputs by layout, already computed)."""
     if expected is None:
-        _randomise_bn(model)
+        randomise_bn(model)
         expected = _reference_outputs(fuse_conv_bn(copy.deepcopy(model)), x, call)
     optimized = optimize_for_inference(copy.deepcopy(model))
     if regions is not None:
@@ -286,7 +274,7 @@ def test_graph_it_cannot_show_safe_runs_as_before():
 
 
 def test_training_is_refused():
-    model = optimize_for_inference(_randomise_bn(convert_skipconv(_resnet18())))
+    model = optimize_for_inference(randomise_bn(convert_skipconv(_resnet18())))
     model.train()
     with pytest.raises(RuntimeError, match='optimized for inference'):
         model(torch.randn(1, 3, 32, 32))

@@ -6,31 +6,19 @@ import pickle
 
 import pytest
 import torch
-import torch.nn as nn
 from mmengine.config import Config
 from mmengine.registry import MODELS, DefaultScope
 
 from skipconv_det.analysis.dummy_data import dummy_batch
 from skipconv_det.inference import optimize_for_inference
 from skipconv_det.models import fuse_conv_bn
+from ._batchnorm import randomise_bn
 from ._tiers import full, full_only
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 R50_FPN = osp.join(ROOT, 'configs', 'faster-rcnn_r50-skipconv_fpn_1x_coco.py')
 DEMO = osp.join(ROOT, 'configs', 'demo', 'faster-rcnn_r18-w16-scratch-skipconv_fpn_1xb8-6e_synthetic-coco.py')
 RESNET50_IN1K = osp.join(ROOT, 'configs', 'classification', 'resnet50-skipconv_8xb32_in1k.py')
-
-
-def _randomise_bn(model: nn.Module) -> nn.Module:
-    gen = torch.Generator().manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.running_mean.copy_(0.2 * torch.randn(m.num_features, generator=gen))
-            m.running_var.copy_(torch.rand(m.num_features, generator=gen) * 1.5 + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-            m.bias.data.copy_(0.2 * torch.randn(m.num_features, generator=gen))
-    model.eval()
-    return model
 
 
 def _build(config, scope, **model_changes):
@@ -41,7 +29,7 @@ def _build(config, scope, **model_changes):
         torch.manual_seed(0)
         model = MODELS.build(cfg.model)
     model.init_weights()
-    return _randomise_bn(model)
+    return randomise_bn(model)
 
 
 def _close(got, expected, rel=1e-5):
@@ -168,7 +156,7 @@ def test_benchmark_times_the_optimized_model():
 def test_compiled_optimized_model_is_one_graph():
     from skipconv_det.models import convert_skipconv
     from mmdet.models.backbones import ResNet
-    model = _randomise_bn(convert_skipconv(ResNet(depth=18, base_channels=8, init_cfg=None)))
+    model = randomise_bn(convert_skipconv(ResNet(depth=18, base_channels=8, init_cfg=None)))
     reference = fuse_conv_bn(copy.deepcopy(model))
     optimized = optimize_for_inference(copy.deepcopy(model))
     x = torch.randn(2, 3, 38, 54)

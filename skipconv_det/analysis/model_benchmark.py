@@ -127,12 +127,20 @@ def measure_models_memory(models: Dict[str, nn.Module], scope: str, shape: Tuple
     return results
 
 
-def _dense_and_skipconv(config, cfg_options, skip_pattern, shift_channels, scope):
-    """``({'dense': model, 'skipconv': model}, library scope)``: a config's model and its twin."""
+def _dense_and_skipconv(config, cfg_options, skip_pattern, shift_channels, scope, fuse_bn=False,
+                        optimize_for_inference=False):
+    """``({'dense': model, 'skipconv': model}, library scope)``: a config's model and its twin; with
+    ``optimize_for_inference`` also the twin in the lattice domain, as :data:`OPTIMIZED`. ``fuse_bn`` (implied by
+    ``optimize_for_inference``) folds every BN of every model, in eval."""
     model, lib_scope = build_model_from_config(config, cfg_options)
     dense, skip = dense_and_skipconv_twins(model, skip_pattern=skip_pattern, shift_channels=shift_channels,
                                            scope=scope)
-    return dict(dense=dense, skipconv=skip), lib_scope
+    models = dict(dense=dense, skipconv=skip)
+    if optimize_for_inference:
+        models[OPTIMIZED] = lattice_domain(copy.deepcopy(skip).eval())
+    if fuse_bn or optimize_for_inference:
+        models = {name: fuse_conv_bn(model.eval()) for name, model in models.items()}
+    return models, lib_scope
 
 
 OPTIMIZED = 'skipconv optimized'  # the lattice-domain model's name in results
@@ -180,13 +188,10 @@ def benchmark_model(config: str,
     ``onnxruntime`` also times the backbone and backbone + neck exported to ONNX, in onnxruntime (CPU), under
     ``'onnxruntime'``, with ratios against dense in onnxruntime. ``layouts`` as in :func:`time_models`;
     ``batch_size``: images per call."""
-    models, lib_scope = _dense_and_skipconv(config, cfg_options, skip_pattern, shift_channels, scope)
-    if optimize_for_inference:
-        models[OPTIMIZED] = lattice_domain(copy.deepcopy(models['skipconv']).eval())
-        fuse_bn = True
-    if fuse_bn:
-        models = {name: fuse_conv_bn(model.eval()) for name, model in models.items()}
-        train = False
+    fuse_bn = fuse_bn or optimize_for_inference
+    train = train and not fuse_bn
+    models, lib_scope = _dense_and_skipconv(config, cfg_options, skip_pattern, shift_channels, scope, fuse_bn,
+                                            optimize_for_inference)
     result = dict(config=config, shape=list(shape), device=device, threads=torch.get_num_threads(),
                   batch_size=batch_size, fuse_bn=fuse_bn, compile_mode=compile_mode if compile else None)
     medians, minima = time_models(models, lib_scope, shape, device, train, compile, layouts, compile_mode,
@@ -316,11 +321,8 @@ def profile_model(config: str,
     if fuse_bn and training:
         raise ValueError('BN folding and the lattice domain are for inference: profile another stage than the '
                          'training step.')
-    models, lib_scope = _dense_and_skipconv(config, cfg_options, skip_pattern, shift_channels, scope)
-    if optimize_for_inference:
-        models[OPTIMIZED] = lattice_domain(copy.deepcopy(models['skipconv']).eval())
-    if fuse_bn:
-        models = {name: fuse_conv_bn(model.eval()) for name, model in models.items()}
+    models, lib_scope = _dense_and_skipconv(config, cfg_options, skip_pattern, shift_channels, scope, fuse_bn,
+                                            optimize_for_inference)
     inputs, samples = dummy_batch(lib_scope, shape, batch_size, device=device,
                                   data_preprocessor=models['dense'].data_preprocessor)
     x = inputs.contiguous(memory_format=LAYOUTS[layout])
@@ -371,10 +373,9 @@ def profile_model_onnxruntime(config: str,
     """Where onnxruntime's time goes in ``part`` ('backbone' or 'backbone+neck') of a config's model, BN folded
     as deployed, dense beside SkipConv (and the lattice-domain model with ``optimize_for_inference``): see
     :func:`~.onnxruntime_timing.profile_part_onnxruntime`."""
-    models, lib_scope = _dense_and_skipconv(config, cfg_options, skip_pattern, shift_channels, scope)
-    if optimize_for_inference:
-        models[OPTIMIZED] = lattice_domain(copy.deepcopy(models['skipconv']).eval())
-    models = {_NAMES[name]: fuse_conv_bn(model.eval()) for name, model in models.items()}
+    models, lib_scope = _dense_and_skipconv(config, cfg_options, skip_pattern, shift_channels, scope, fuse_bn=True,
+                                            optimize_for_inference=optimize_for_inference)
+    models = {_NAMES[name]: model for name, model in models.items()}
     inputs, _ = dummy_batch(lib_scope, shape, batch_size, data_preprocessor=models['dense'].data_preprocessor)
     return (f'{config} @ {shape[0]}x{shape[1]}, BN folded, ' +
             profile_part_onnxruntime(models, inputs, part, runs, num_threads=torch.get_num_threads()))
