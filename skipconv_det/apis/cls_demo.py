@@ -24,10 +24,10 @@ CLS_DEMO_CONFIGS = {
     'grid+shift_channels': 'resnet56-skipconv-grid_8xb16_cifar10.py',
 }
 CLS_STUDY_MODELS = {
-    'resnet20': 'configs/demo/resnet20_1xb64-12e_synthetic-cifar10.py',
-    'resnet56': 'configs/demo/resnet56_1xb64-12e_synthetic-cifar10.py',
-    'vgg16bn': 'configs/demo/vgg16bn-w16_1xb64-12e_synthetic-cifar10.py',
-    'mobilenetv2': 'configs/demo/mobilenet-v2-w0.5_1xb64-12e_synthetic-cifar10.py',
+    'resnet20': 'configs/demo/resnet20_1xb64-24e_synthetic-cifar10.py',
+    'resnet56': 'configs/demo/resnet56_1xb64-24e_synthetic-cifar10.py',
+    'vgg16bn': 'configs/demo/vgg16bn-w16_1xb64-24e_synthetic-cifar10.py',
+    'mobilenetv2': 'configs/demo/mobilenet-v2-w0.5_1xb64-24e_synthetic-cifar10.py',
 }
 
 

@@ -55,7 +55,8 @@ class ShapeStyle(NamedTuple):
         contrast (tuple[float, float], optional): Range of the light stripes' brightness above the background's;
             dark stripes keep ``1 - stripe_depth`` of it. None: independent colours, the foreground 150-255
             and the background 0-90, dark stripes ``stripe_depth`` darker than light ones.
-        stripe_depth (float): How much darker dark stripes are than light ones, as a fraction.
+        stripe_depth (tuple[float, float]): Range of how much darker dark stripes are than light ones, as a
+            fraction: the faint end makes an image's stripe orientation hard to see, the strong end easy.
         noise (float): Std of the Gaussian pixel noise.
         lines (int): Number of random one-pixel lines drawn over the image, as clutter.
 
@@ -66,16 +67,16 @@ class ShapeStyle(NamedTuple):
     stripe_period: Optional[Tuple[float, float]]
     angle_jitter: float
     contrast: Optional[Tuple[float, float]]
-    stripe_depth: float
+    stripe_depth: Tuple[float, float]
     noise: float
     lines: int
 
 
 DIFFICULTIES: Dict[str, ShapeStyle] = {
     'easy': ShapeStyle(radius=(0.22, 0.38), stripe_period=None, angle_jitter=0.0, contrast=None,
-                       stripe_depth=0.25, noise=12.0, lines=0),
+                       stripe_depth=(0.25, 0.25), noise=12.0, lines=0),
     'hard': ShapeStyle(radius=(0.2, 0.36), stripe_period=(2.5, 4.0), angle_jitter=15.0, contrast=(60.0, 130.0),
-                       stripe_depth=0.27, noise=13.0, lines=2),
+                       stripe_depth=(0.02, 0.5), noise=13.0, lines=2),
 }
 
 
@@ -190,7 +191,9 @@ def synthetic_shapes(num_images: int,
         if style.angle_jitter:
             angle += math.radians(rng.uniform(-style.angle_jitter, style.angle_jitter))
         phase = 2 * np.pi * ((xx * np.cos(angle) + yy * np.sin(angle)) / period + rng.uniform())
-        stripes = 1 - style.stripe_depth * (np.sin(phase) <= 0)
+        depth = style.stripe_depth[0] if style.stripe_depth[0] == style.stripe_depth[1] else rng.uniform(
+            *style.stripe_depth)
+        stripes = 1 - depth * (np.sin(phase) <= 0)
         if style.contrast is None:
             # Dark stripes stay brighter than any background, so stripes never break the outline.
             foreground = rng.uniform(150, 255, 3) * stripes[..., None]
