@@ -20,7 +20,7 @@ from skipconv_det.models.skip_setting import SkipSetting
 from ._tiers import full_only
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-RESNET20 = osp.join(ROOT, 'configs', 'demo', 'resnet20_1xb64-12e_synthetic-cifar10.py')
+RESNET20 = osp.join(ROOT, 'configs', 'demo', 'resnet20_1xb64-24e_synthetic-cifar10.py')
 CHECKERBOARD, GRID_SHIFT = SkipSetting('checkerboard'), SkipSetting('grid', True)
 
 
