@@ -75,6 +75,10 @@ class ShapeStyle(NamedTuple):
 DIFFICULTIES: Dict[str, ShapeStyle] = {
     'easy': ShapeStyle(radius=(0.22, 0.38), stripe_period=None, angle_jitter=0.0, contrast=None,
                        stripe_depth=(0.25, 0.25), noise=12.0, lines=0),
+    # 'hard' with every image's stripes at one depth, none faint: for networks that learn the stripes' orientation
+    # more slowly than a ResNet.
+    'medium': ShapeStyle(radius=(0.2, 0.36), stripe_period=(2.5, 4.0), angle_jitter=15.0, contrast=(60.0, 130.0),
+                         stripe_depth=(0.27, 0.27), noise=13.0, lines=2),
     'hard': ShapeStyle(radius=(0.2, 0.36), stripe_period=(2.5, 4.0), angle_jitter=15.0, contrast=(60.0, 130.0),
                        stripe_depth=(0.02, 0.5), noise=13.0, lines=2),
 }
