@@ -108,9 +108,11 @@ def choose_path(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tens
       ONNX exporter's tracer too), whose graphs are for runtimes that do not know the op.
     - ``'dense'``: skip_pattern 'none'.
     - ``'cells_by_convolutions'``, ``'cells_by_slices'``: as forced by ``cell_assembly``; else by convolutions
-      under ONNX export, by slices under torch.compile. Inductor fuses the functional assembly (and the ops after
-      it) into kernels that write the output once, where the eager assembly's in-place writes would become chains
-      of masked scatters that are slow to compile and to run.
+      under ONNX export, by slices under torch.compile and the jit tracer. Inductor fuses the functional assembly
+      (and the ops after it) into kernels that write the output once, where the eager assembly's in-place writes
+      would become chains of masked scatters that are slow to compile and to run. The jit tracer (which FLOP
+      counters run) records the eager fill as one in-place write to a view per source, and its graph passes slow
+      down with every such write; the functional assembly runs the same convolutions, so counts the same FLOPs.
     - ``'lattices'``: eager.
     """
     if (compile_mode == 'opaque' and torch.compiler.is_compiling() and not torch.compiler.is_exporting()
@@ -125,6 +127,6 @@ def choose_path(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tens
         return f'cells_by_{cell_assembly}'
     if torch.onnx.is_in_onnx_export():
         return 'cells_by_convolutions'
-    if torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
         return 'cells_by_slices'
     return 'lattices'

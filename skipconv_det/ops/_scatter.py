@@ -71,9 +71,8 @@ def scatter_lattices(out_like: tuple, memory_format: torch.memory_format, region
     """The output ``(shape, dtype, device)`` = ``out_like`` in ``memory_format``, from the ``parts`` (one per
     region ``(:, channels, rows, cols)``): the ``skipped`` regions (all of it first if None) zero or ``shift``, then
     the parts, then the fill (``fill_plan``; empty with fill='zero')."""
-    if torch.jit.is_tracing() or not (torch.is_grad_enabled() and any(p.requires_grad for p in parts)):
-        # Without a gradient to take, the Function only adds overhead. The tracer (used by FLOP counters) cannot
-        # record a Function with Python-object arguments, and torch.compile (2.14) breaks the graph on one under
-        # no_grad (it cannot set the tuple arguments on ctx); plain in-place copies do the same.
+    if not (torch.is_grad_enabled() and any(p.requires_grad for p in parts)):
+        # Without a gradient to take, the Function only adds overhead; plain in-place copies do the same. (The jit
+        # tracer, which cannot record a Function with Python-object arguments, takes the cells path instead.)
         return _scatter(out_like, memory_format, regions, skipped, fill_plan, shift, parts)
     return _Scatter.apply(out_like, memory_format, tuple(regions), skipped, fill_plan, shift, *parts)
