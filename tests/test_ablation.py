@@ -110,7 +110,7 @@ def test_run_study_rejects_unknown_parts_presets_and_difficulties(tmp_path):
     with pytest.raises(ValueError, match='Unknown study part'):
         run_study({('seg', 'x'): {}}, [0], str(tmp_path), train=False)
     with pytest.raises(ValueError, match='Unknown difficulty'):
-        run_study({('cls', 'resnet20'): {}}, [0], str(tmp_path), cls=ClsStudy(difficulty='medium'), train=False)
+        run_study({('cls', 'resnet20'): {}}, [0], str(tmp_path), cls=ClsStudy(difficulty='extreme'), train=False)
     with pytest.raises(ValueError, match='Unknown det variant'):
         resolve_variants('det', [('nope', None)])
 

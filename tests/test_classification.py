@@ -256,9 +256,13 @@ def test_hard_set_is_the_same_classes_drawn_harder():
     np.testing.assert_array_equal(easy_labels, hard_labels)  # same balanced, shuffled labels
     np.testing.assert_array_equal(hard, synthetic_shapes(200, 10, seed=3, difficulty='hard')[0])  # deterministic
     assert (hard != easy).any(axis=(1, 2, 3)).all()
-    assert set(DIFFICULTIES) == {'easy', 'hard'}
+    assert set(DIFFICULTIES) == {'easy', 'medium', 'hard'}
+    # 'medium' is 'hard' with one stripe depth for every image.
+    assert DIFFICULTIES['medium']._replace(stripe_depth=DIFFICULTIES['hard'].stripe_depth) == DIFFICULTIES['hard']
+    medium = synthetic_shapes(200, 10, seed=3, difficulty='medium')[0]
+    assert (medium != hard).any(axis=(1, 2, 3)).all()
     with pytest.raises(ValueError, match='Unknown difficulty'):
-        synthetic_shapes(2, 10, difficulty='medium')
+        synthetic_shapes(2, 10, difficulty='extreme')
 
 
 def test_narrow_vgg_is_mmpretrains_vgg_at_a_width():
