@@ -24,12 +24,14 @@ $(STAMP): setup.py $(TESTED) tools/install_mmcv.sh
 	touch $(STAMP)
 
 # The full suite (what CI runs), and the edit loop's tier: everything but end-to-end runs, subprocesses, benchmark
-# runs and the rest of the reduced matrices (markers e2e and full, setup.cfg).
+# runs and the rest of the reduced matrices (markers e2e and full, setup.cfg). Both run on TEST_WORKERS processes
+# (pytest-xdist), each with its share of the cores (tests/conftest.py); TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 2
 test: install
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests -n $(TEST_WORKERS)
 
 test-fast: install
-	$(PY) -m pytest tests -m "not e2e and not full"
+	$(PY) -m pytest tests -n $(TEST_WORKERS) -m "not e2e and not full"
 
 demo: install
 	$(PY) tools/demo.py

@@ -42,7 +42,7 @@ setup(
         'mmpretrain': ['mmpretrain>=1.0.0,<2.0.0'],
         # ONNX export (tools/export_onnx.py, the benchmarks' --runtime onnxruntime).
         'onnx': ['onnx', 'onnxscript', 'onnxruntime'],
-        'tests': ['pytest', 'hypothesis', 'onnx', 'onnxscript', 'onnxruntime'],
+        'tests': ['pytest', 'pytest-xdist', 'hypothesis', 'onnx', 'onnxscript', 'onnxruntime'],
     },
     classifiers=[
         'License :: OSI Approved :: Apache Software License',

@@ -1,9 +1,18 @@
-"""Fixtures shared by the test modules, and the ``slow`` marker's opt-in (markers are registered in setup.cfg)."""
+"""Fixtures shared by the test modules, the ``slow`` marker's opt-in (markers are registered in setup.cfg), and the
+threads of pytest-xdist's workers."""
 import os
 
 import pytest
 import torch
 from mmengine.registry import DefaultScope
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (``make test`` runs ``-n 2``) each worker takes its share of the cores: torch's default,
+    one thread per core in every worker, would have the workers' threads preempt each other."""
+    workers = os.environ.get('PYTEST_XDIST_WORKER_COUNT')
+    if workers:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workers)))
 
 
 def pytest_collection_modifyitems(config, items):
