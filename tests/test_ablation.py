@@ -104,6 +104,26 @@ def test_no_train_summarises_the_saved_runs_only(tmp_path):
     assert (tmp_path / 'ablation.png').exists()
 
 
+def test_merge_adds_another_files_runs_once(tmp_path):
+    study = ClsStudy(str(tmp_path / 'data'))
+    record = _variant_record(Variant())
+
+    def run(seed, top1):
+        return dict(key=_run_key('cls', 'resnet20', 'dense', seed, dict(study._asdict(), **record)), task='cls',
+                    model='resnet20', variant='dense', seed=seed, metrics={'top1': top1}, flops=100, latency_ms=10.0)
+
+    ours, theirs = tmp_path / 'ours.json', tmp_path / 'theirs.json'
+    ours.write_text(json.dumps(dict(runs=[run(0, 90.0)])))
+    theirs.write_text(json.dumps(dict(runs=[run(0, 50.0), run(1, 94.0)])))  # seed 0 is ours already
+    argv = ['--tasks', 'cls', '--cls-variants', 'dense', '--seeds', '0', '1', '--work-dir', str(tmp_path),
+            '--json', str(ours), '--cls-data-root', study.data_root, '--no-train', '--merge', str(theirs)]
+    result = run_ablation(argv)
+    assert [r['metrics']['top1'] for r in result['runs']] == [90.0, 94.0]
+    assert result['summary']['cls/resnet20'][0]['top1']['mean'] == 92.0
+    assert len(json.loads(ours.read_text())['runs']) == 2  # written back: merging again adds nothing
+    assert len(run_ablation(argv)['runs']) == 2
+
+
 def test_run_study_rejects_unknown_parts_presets_and_difficulties(tmp_path):
     with pytest.raises(ValueError, match='Unknown study part'):
         run_study({('cls', 'alexnet'): {}}, [0], str(tmp_path), train=False)

@@ -305,7 +305,8 @@ def run_study(variants: Dict[Tuple[str, str], Dict[str, Variant]],
               det: DetStudy = DetStudy(),
               cls: ClsStudy = ClsStudy(),
               latency_repeats: int = 10,
-              train: bool = True) -> Dict[str, Any]:
+              train: bool = True,
+              merge: Sequence[str] = ()) -> Dict[str, Any]:
     """Train each (task, model, variant, seed) the JSON file lacks, then print the tables and write the plot.
 
     Args:
@@ -319,6 +320,8 @@ def run_study(variants: Dict[Tuple[str, str], Dict[str, Variant]],
         cls (ClsStudy): The classification demo's data.
         latency_repeats (int): Timed inference runs per trained model. Default: 10.
         train (bool): False: train nothing, summarise the runs in the JSON file. Default: True.
+        merge (Sequence[str]): Results files of other runs of the study (e.g. one process per core, or other
+            machines): their runs that the JSON file lacks are added to it, and reused. Default: none.
 
     Returns:
         dict: ``runs`` (every run in the JSON file) and ``summary`` (per ``'task/model'``, the rows of
@@ -345,6 +348,12 @@ def run_study(variants: Dict[Tuple[str, str], Dict[str, Variant]],
     else:
         runs = []
     done = {r['key'] for r in runs}
+    for path in merge:
+        with open(path, encoding='utf-8') as f:
+            added = [r for r in json.load(f)['runs'] if r['key'] not in done]
+        runs += added
+        done.update(r['key'] for r in added)
+        print(f'== {len(added)} runs merged from {path}', flush=True)
     settings = {'det': det._asdict(), 'cls': cls._asdict()}
 
     prepared = set()

@@ -43,6 +43,9 @@ def parse_ablation_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--plot', help='accuracy vs FLOPs PNG (default: WORK_DIR/ablation.png)')
     parser.add_argument('--threads', type=int, help='torch CPU threads (default: one per core)')
     parser.add_argument('--latency-repeats', type=int, default=10)
+    parser.add_argument('--merge', nargs='+', default=[], metavar='JSON',
+                        help='results files of other runs of the study (say, one process per core): their runs '
+                        'are added to the JSON file and reused')
     parser.add_argument('--no-train', action='store_true',
                         help='train nothing: print the table and plot of the runs already in the JSON file')
     det = parser.add_argument_group('detection demo (tools/demo.py)')
@@ -80,4 +83,4 @@ def run_ablation(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         variants, args.seeds, args.work_dir, json_path=args.json, plot_path=args.plot,
         det=DetStudy(args.data_root, args.num_train, args.num_val, args.cfg_options),
         cls=ClsStudy(args.cls_data_root, args.cls_difficulty, args.cls_num_train, args.cls_num_test),
-        latency_repeats=args.latency_repeats, train=not args.no_train)
+        latency_repeats=args.latency_repeats, train=not args.no_train, merge=args.merge)
