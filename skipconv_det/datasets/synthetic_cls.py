@@ -13,11 +13,12 @@ data in exactly the official layouts and read it back through mmpretrain's own `
   ``meta/train.txt`` (``<wnid>/<file> <label>``) and ``meta/val.txt`` (``<file> <label>``).
 
 The images are class-conditional shapes: the class fixes the outline (disk, square, triangle, ring, cross) and the
-orientation of the stripes that fill it (0 to 90 degrees); position, size, colours and noise are random. Two
+orientation of the stripes that fill it (0 to 90 degrees); position, size, colours and noise are random. Three
 difficulties (:data:`DIFFICULTIES`): ``'easy'`` (large, high-contrast shapes with wide stripes) is learnt to 100% by
 a small CNN in minutes, which is what tests and the learning demo need; ``'hard'`` (small, low-contrast shapes with
-fine, jittered stripes near the pixel period, stronger noise and distracting lines) leaves a CIFAR ResNet-20 below
-100% in the demo's schedule, so that variants of a model can be told apart by their accuracy.
+fine, jittered stripes near the pixel period, faint to strong, stronger noise and distracting lines) leaves a CIFAR
+ResNet-20 below 100% in the study's schedule, so that variants of a model can be told apart by their accuracy;
+``'medium'`` is ``'hard'`` with stripes of one depth, for networks that learn the orientation more slowly.
 
 mmpretrain's ``CIFAR10`` / ``CIFAR100`` check every file against the md5 of the official release (and try to
 download it when that fails), so generated files can never pass. :class:`UnverifiedCIFAR10` and
