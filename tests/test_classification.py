@@ -144,7 +144,7 @@ def test_config_trains_and_validates(name, data_roots, tmp_path):
 def _flops(name, size):
     """Total FLOPs, per-module FLOPs and {conv name: (output shape, module)} of a config's model. A CIFAR ResNet is
     counted at depth 20: the same blocks, stages and projection shortcuts as ResNet-56, and 21 convs rather than 57
-    for the jit tracer of FlopAnalyzer (seconds per SkipConv layer with the linear fill)."""
+    for the jit tracer of FlopAnalyzer to record."""
     cfg = load_config(name)
     if cfg.model.backbone.type == 'CifarResNet':
         cfg.model.backbone.depth = 20

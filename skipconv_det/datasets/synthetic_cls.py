@@ -196,8 +196,10 @@ def synthetic_shapes(num_images: int,
         if style.angle_jitter:
             angle += math.radians(rng.uniform(-style.angle_jitter, style.angle_jitter))
         phase = 2 * np.pi * ((xx * np.cos(angle) + yy * np.sin(angle)) / period + rng.uniform())
-        depth = style.stripe_depth[0] if style.stripe_depth[0] == style.stripe_depth[1] else rng.uniform(
-            *style.stripe_depth)
+        # A single depth draws nothing from rng: 'easy' and 'medium' (the 'hard' of before depths had a range) stay
+        # the images they were.
+        low, high = style.stripe_depth
+        depth = low if low == high else rng.uniform(low, high)
         stripes = 1 - depth * (np.sin(phase) <= 0)
         if style.contrast is None:
             # Dark stripes stay brighter than any background, so stripes never break the outline.
