@@ -29,7 +29,7 @@ from .version import __version__
 # where its library is installed: the package also works with mmdet alone or mmpretrain alone.
 _LIBRARY_MODULES = {
     'mmdet': ('.models.dense_heads', ),
-    'mmpretrain': ('.models.backbones', '.datasets.synthetic_cls'),
+    'mmpretrain': ('.models.backbones', '.datasets.unverified_cifar'),
 }
 
 

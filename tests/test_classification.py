@@ -7,6 +7,8 @@ validation on tiny generated sets read by mmpretrain's own dataset classes; ever
 import glob
 import math
 import os.path as osp
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -24,8 +26,9 @@ from mmpretrain.registry import MODELS
 from skipconv_det import SkipConv2d, skip_density, skip_mask
 from skipconv_det.cli.train import run_train
 from skipconv_det.apis.cls_demo import CLS_STUDY_MODELS
-from skipconv_det.datasets.synthetic_cls import (DIFFICULTIES, UnverifiedCIFAR10, UnverifiedCIFAR100,
-                                                 synthetic_shapes, use_generated_data, write_cifar, write_imagenet)
+from skipconv_det.datasets.synthetic_cls import (DIFFICULTIES, synthetic_shapes, use_generated_data, write_cifar,
+                                                 write_imagenet)
+from skipconv_det.datasets.unverified_cifar import UnverifiedCIFAR10, UnverifiedCIFAR100
 from skipconv_det.engine import check_custom_imports, custom_imports_of
 from skipconv_det.models.backbones import CifarResNet, MobileNetV2_CIFAR, NarrowVGG
 from ._tiers import full, full_only
@@ -213,6 +216,19 @@ def test_generated_cifar_reads_back_through_mmpretrain(cifar100, difficulty, tmp
     # The stock loaders insist on the official release's md5 sums; they refuse these files instead of reading them.
     with pytest.raises(RuntimeError, match='Cannot find'):
         stock(data_root=str(tmp_path), split='train', download=False)
+
+
+@pytest.mark.e2e
+def test_cifar_writer_runs_from_the_command_line(tmp_path):
+    """``python -m skipconv_det.datasets.synthetic_cls`` (the configs' way to write the study's set) writes what
+    write_cifar writes, in a fresh interpreter that has imported the package first."""
+    out = tmp_path / 'cli'
+    subprocess.run([sys.executable, '-m', 'skipconv_det.datasets.synthetic_cls', '--out', str(out), '--num-train',
+                    '5', '--num-test', '2', '--difficulty', 'medium', '--seed', '3'], check=True, cwd=str(tmp_path))
+    write_cifar(str(tmp_path / 'api'), 5, 2, seed=3, difficulty='medium')
+    for name in ('data_batch_1', 'data_batch_5', 'test_batch', 'batches.meta'):
+        assert (out / 'cifar-10-batches-py' / name).read_bytes() == \
+            (tmp_path / 'api' / 'cifar-10-batches-py' / name).read_bytes()
 
 
 def test_generated_imagenet_reads_back_through_mmpretrain(tmp_path):

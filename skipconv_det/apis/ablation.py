@@ -233,12 +233,13 @@ def format_summary(rows: List[Dict[str, Any]], task: str) -> str:
     return '\n'.join(lines)
 
 
-_TITLES = {'det': 'Faster R-CNN, synthetic COCO', 'cls': '{model}, generated CIFAR-10 (hard)'}
+_TITLES = {'det': 'Faster R-CNN, synthetic COCO', 'cls': '{model}, generated CIFAR-10 ({difficulty})'}
 
 
-def plot_summary(rows_by_model: Dict[Tuple[str, str], List[Dict[str, Any]]], path: str) -> None:
+def plot_summary(rows_by_model: Dict[Tuple[str, str], List[Dict[str, Any]]], path: str,
+                 cls_difficulty: str = 'hard') -> None:
     """Accuracy (mean ± std over seeds) against the GFLOPs ratio to dense, one panel per (task, model); dense
-    marked."""
+    marked. ``cls_difficulty`` names the classification set in the titles."""
     import matplotlib
     matplotlib.use('Agg')  # files only, no display
     import matplotlib.pyplot as plt
@@ -259,7 +260,7 @@ def plot_summary(rows_by_model: Dict[Tuple[str, str], List[Dict[str, Any]]], pat
                         xytext=(4, 4), textcoords='offset points')
         ax.set_xlabel('GFLOPs / dense GFLOPs')
         ax.set_ylabel(f'{metric} ({"COCO bbox mAP" if task == "det" else "%"})')
-        ax.set_title(_TITLES[task].format(model=model), fontsize=9)
+        ax.set_title(_TITLES[task].format(model=model, difficulty=cls_difficulty), fontsize=9)
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -395,7 +396,7 @@ def run_study(variants: Dict[Tuple[str, str], Dict[str, Variant]],
         summary[task, model] = summarize(current, task, list(chosen))
         print(f'\n== {task} {model}: mean ± std over seeds {list(seeds)}; ratios to dense of the same seed')
         print(format_summary(summary[task, model], task))
-    plot_summary(summary, plot_path)
+    plot_summary(summary, plot_path, cls.difficulty)
     result = dict(runs=runs, summary={f'{task}/{model}': rows for (task, model), rows in summary.items()})
     with open(json_path, 'w', encoding='utf-8') as f:
         json.dump(result, f, indent=1)

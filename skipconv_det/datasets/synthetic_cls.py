@@ -20,12 +20,13 @@ fine, jittered stripes near the pixel period, faint to strong, stronger noise an
 ResNet-20 below 100% in the study's schedule, so that variants of a model can be told apart by their accuracy;
 ``'medium'`` is ``'hard'`` with stripes of one depth, for networks that learn the orientation more slowly.
 
-mmpretrain's ``CIFAR10`` / ``CIFAR100`` check every file against the md5 of the official release (and try to
-download it when that fails), so generated files can never pass. :class:`UnverifiedCIFAR10` and
-:class:`UnverifiedCIFAR100` are those same loaders with the md5 entries set to ``None``, which their integrity
-check reads as "existence only" (``if md5 is not None and not check_md5(...)``). Use them, with
-``download=False``, for any CIFAR-format data that is not the official release. ImageNet has no such check and is
-used unchanged.
+Generated CIFAR files cannot pass mmpretrain's md5 check of the official release: configs read them with the
+``Unverified*`` twins of :mod:`skipconv_det.datasets.unverified_cifar` (:func:`use_generated_data`). ImageNet has
+no such check and is used unchanged.
+
+Write a set from the command line (the study's data, e.g.)::
+
+    python -m skipconv_det.datasets.synthetic_cls --out data/synthetic_cifar10_hard --difficulty hard
 """
 import argparse
 import math
@@ -37,7 +38,6 @@ import numpy as np
 from mmengine.config import Config
 from mmengine.utils import mkdir_or_exist
 from mmpretrain.datasets import CIFAR10, CIFAR100
-from mmpretrain.registry import DATASETS
 from PIL import Image
 
 from ..engine.checks import add_custom_import
@@ -83,33 +83,6 @@ DIFFICULTIES: Dict[str, ShapeStyle] = {
     'hard': ShapeStyle(radius=(0.2, 0.36), stripe_period=(2.5, 4.0), angle_jitter=15.0, contrast=(60.0, 130.0),
                        stripe_depth=(0.02, 0.5), noise=13.0, lines=2),
 }
-
-
-def _without_md5(entries: Sequence[Sequence[str]]) -> List[list]:
-    return [[name, None] for name, _ in entries]
-
-
-@DATASETS.register_module()
-class UnverifiedCIFAR10(CIFAR10):
-    """mmpretrain's ``CIFAR10`` for CIFAR-10-format files that are not the official release (no md5 check).
-
-    Same arguments and loading code as ``mmpretrain.datasets.CIFAR10``; pass ``download=False`` so missing files
-    raise instead of fetching the official archive.
-    """
-    train_list = _without_md5(CIFAR10.train_list)
-    test_list = _without_md5(CIFAR10.test_list)
-    meta = {**CIFAR10.meta, 'md5': None}
-
-
-@DATASETS.register_module()
-class UnverifiedCIFAR100(CIFAR100):
-    """mmpretrain's ``CIFAR100`` for CIFAR-100-format files that are not the official release (no md5 check).
-
-    Same arguments and loading code as ``mmpretrain.datasets.CIFAR100``; pass ``download=False``.
-    """
-    train_list = _without_md5(CIFAR100.train_list)
-    test_list = _without_md5(CIFAR100.test_list)
-    meta = {**CIFAR100.meta, 'md5': None}
 
 
 def _orientations(num_classes: int) -> int:
@@ -322,7 +295,7 @@ def use_generated_data(cfg: Config,
                        num_workers: int = 0) -> Config:
     """Point a config's train/val/test dataloaders at a set written by :func:`write_cifar` / :func:`write_imagenet`.
 
-    CIFAR datasets become their ``Unverified*`` twins with ``download=False`` (see the module docstring), and
+    CIFAR datasets become their ``Unverified*`` twins with ``download=False`` (:mod:`.unverified_cifar`), and
     ``skipconv_det`` (which registers them) joins ``custom_imports`` so the config still builds in a fresh
     process. Every other setting of the dataloaders (pipelines, samplers, evaluators) is kept.
 

@@ -10,7 +10,7 @@ _base_ = [
 custom_imports = dict(imports=['skipconv_det'], allow_failed_imports=False)
 
 data_root = 'data/synthetic_cifar10_hard/'
-# Generated files are not the official release: the Unverified loader skips the md5 check (see synthetic_cls).
+# Generated files are not the official release: the Unverified loader skips the md5 check (see unverified_cifar).
 dataset = dict(type='UnverifiedCIFAR10', data_root=data_root, download=False)
 train_dataloader = dict(batch_size=64, num_workers=0, persistent_workers=False, dataset=dataset)
 val_dataloader = dict(batch_size=64, num_workers=0, persistent_workers=False, dataset=dataset)
