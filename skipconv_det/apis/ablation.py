@@ -237,7 +237,7 @@ _TITLES = {'det': 'Faster R-CNN, synthetic COCO', 'cls': '{model}, generated CIF
 
 
 def plot_summary(rows_by_model: Dict[Tuple[str, str], List[Dict[str, Any]]], path: str,
-                 cls_difficulty: str = 'hard') -> None:
+                 cls_difficulty: str) -> None:
     """Accuracy (mean ± std over seeds) against the GFLOPs ratio to dense, one panel per (task, model); dense
     marked. ``cls_difficulty`` names the classification set in the titles."""
     import matplotlib
