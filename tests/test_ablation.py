@@ -50,18 +50,22 @@ def test_variant_builds_the_placement_it_names(mmdet_scope):
         assert torch.equal(p, q), name
 
 
-def test_1x1_only_variant_leaves_mobilenets_depthwise_convs_dense():
+@pytest.mark.parametrize('setting', ['checkerboard linear', 'checkerboard zero', 'grid+shift linear'])
+def test_1x1_only_variant_leaves_mobilenets_depthwise_convs_dense(setting):
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS
     init_default_scope('mmpretrain')
+    name = f'{setting}, 1x1 convs only'
     cfg = Config.fromfile(CLS_STUDY_MODELS['mobilenetv2'])
-    model = MODELS.build(variant_model_cfg(cfg.model, CLS_VARIANTS['checkerboard linear, 1x1 convs only'].steps))
+    model = MODELS.build(variant_model_cfg(cfg.model, CLS_VARIANTS[name].steps))
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     skipped = [m for m in convs if isinstance(m, SkipConv2d)]
     assert skipped and all(m.kernel_size == (1, 1) for m in skipped)
     assert all(m.kernel_size == (3, 3) for m in convs if not isinstance(m, SkipConv2d))
-    assert 'checkerboard linear, 1x1 convs only' in default_variants('cls', 'mobilenetv2')
-    assert 'checkerboard linear, 1x1 convs only' not in default_variants('cls', 'resnet20')
+    expected = CLS_VARIANTS[setting].steps[0].setting
+    assert {(m.skip_pattern, m.shift_channels, m.fill) for m in skipped} == {tuple(expected)}
+    assert name in default_variants('cls', 'mobilenetv2')
+    assert name not in default_variants('cls', 'resnet20')
 
 
 def test_config_variant_is_identified_by_its_content(tmp_path):

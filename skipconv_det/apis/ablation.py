@@ -95,7 +95,9 @@ CLS_VARIANTS: Dict[str, Variant] = {
        for fill in ('zero', 'nearest', 'linear')},
     'checkerboard linear, stem+shortcuts dense': Variant((Step(('backbone', ), _LINEAR,
                                                                keep_dense=_STEM_AND_SHORTCUTS), )),
-    'checkerboard linear, 1x1 convs only': Variant((Step(('backbone', ), _LINEAR, kernel_sizes=(1, )), )),
+    **{f'{name}, 1x1 convs only': Variant((Step(('backbone', ), setting, kernel_sizes=(1, )), ))
+       for name, setting in (('checkerboard linear', _LINEAR), ('checkerboard zero', _checkerboard('zero')),
+                             ('grid+shift linear', _GRID_SHIFT))},
     'grid+shift linear, stem dense': Variant((Step(('backbone', ), _GRID_SHIFT, keep_dense=_CLS_STEMS), )),
 }
 VARIANTS = {'det': DET_VARIANTS, 'cls': CLS_VARIANTS}
@@ -105,7 +107,7 @@ DEFAULT_VARIANTS = {
 }
 # MobileNetV2's 3x3 convs are depthwise and most of its FLOPs are 1x1: also SkipConv on the 1x1 convs alone.
 DEFAULT_CLS_VARIANTS = {
-    'mobilenetv2': DEFAULT_VARIANTS['cls'] + ['checkerboard linear, 1x1 convs only'],
+    'mobilenetv2': DEFAULT_VARIANTS['cls'] + [f'{name}, 1x1 convs only' for name in DEFAULT_VARIANTS['cls'][1:]],
 }
 METRICS = {'det': ('bbox_mAP', 'bbox_mAP_75'), 'cls': ('top1', )}
 
