@@ -29,6 +29,7 @@ CLS_STUDY_MODELS = {
     'vgg16bn': 'configs/demo/vgg16bn-w16_1xb64-24e_synthetic-cifar10.py',
     'vgg16bn-48e': 'configs/demo/vgg16bn-w16_1xb64-48e_synthetic-cifar10.py',
     'mobilenetv2': 'configs/demo/mobilenet-v2-w0.5_1xb64-24e_synthetic-cifar10.py',
+    'mobilenetv2-48e': 'configs/demo/mobilenet-v2-w0.5_1xb64-48e_synthetic-cifar10.py',
 }
 
 
