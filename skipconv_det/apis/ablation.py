@@ -107,7 +107,7 @@ DEFAULT_VARIANTS = {
 }
 # MobileNetV2's 3x3 convs are depthwise and most of its FLOPs are 1x1: also SkipConv on the 1x1 convs alone.
 DEFAULT_CLS_VARIANTS = {
-    model: DEFAULT_VARIANTS['cls'] + [f'{name}, 1x1 convs only' for name in DEFAULT_VARIANTS['cls'][1:]]
+    model: DEFAULT_VARIANTS['cls'] + [f'{name}, 1x1 convs only' for name in DEFAULT_VARIANTS['cls'] if name != 'dense']
     for model in ('mobilenetv2', 'mobilenetv2-48e')
 }
 METRICS = {'det': ('bbox_mAP', 'bbox_mAP_75'), 'cls': ('top1', )}
