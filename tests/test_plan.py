@@ -1,6 +1,7 @@
 """The FLOPs-budget planner (tools/plan.py): the choice is the least-cost one that meets the budget, the FLOPs it
 predicts are the ones mmengine.analysis counts, the config it writes builds exactly the planned layers, and the
 tool runs end to end on a tiny classifier."""
+import copy
 import itertools
 import json
 import os.path as osp
@@ -15,7 +16,7 @@ from mmengine.registry import MODELS, init_default_scope
 
 from skipconv_det import SkipConv2d
 from skipconv_det.apis.plan import (DENSE, ConvGeometry, LayerCost, candidate_layers, choose_settings,
-                                    format_plan_config, layer_geometry, measure_costs, setting_flops)
+                                    format_plan_config, layer_geometry, mean_loss, measure_costs, setting_flops)
 from skipconv_det.models.skip_setting import SkipSetting
 from ._tiers import full_only
 
@@ -132,6 +133,29 @@ def test_candidates_geometry_and_costs_leave_the_model_dense(resnet20):
     assert all(torch.equal(v, state[k]) for k, v in resnet20.state_dict().items())
 
 
+def _labelled_batch(inputs):
+    from mmpretrain.structures import DataSample
+    return dict(inputs=inputs, data_samples=[DataSample().set_gt_label(k % 10) for k in range(len(inputs))])
+
+
+def test_batch_statistics_give_the_training_loss_and_leave_the_running_ones(resnet20):
+    # Inputs far from what the fresh running statistics (mean 0, var 1) describe: the two losses differ.
+    batches = [_labelled_batch(torch.rand(4, 3, 32, 32) * 4 + 2)]
+    state = {k: v.clone() for k, v in resnet20.state_dict().items()}
+    resnet20.eval()
+    running, batch = (mean_loss(resnet20, batches, bn_stats=s) for s in ('running', 'batch'))
+    assert all(torch.equal(v, state[k]) for k, v in resnet20.state_dict().items())
+    norms = [m for m in resnet20.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert norms and all(not m.training and m.track_running_stats for m in norms)
+    training = copy.deepcopy(resnet20).train()  # what a training step computes, its BN updates on a copy
+    with torch.no_grad():
+        expected, _ = training.parse_losses(training(**batches[0], mode='loss'))
+    assert batch == pytest.approx(float(expected), rel=1e-5)
+    assert abs(batch - running) > 0.1
+    with pytest.raises(ValueError, match='bn_stats'):
+        mean_loss(resnet20, batches, bn_stats='eval')
+
+
 def test_written_config_builds_exactly_the_planned_layers(tmp_path, resnet20):
     plan = {name: DENSE for name in candidate_layers(resnet20)}
     plan['backbone.conv1'] = str(GRID_SHIFT)
@@ -162,15 +186,21 @@ def test_plan_tool_end_to_end(tmp_path):
     out = tmp_path / 'planned.py'
     options = [f'train_dataloader.dataset.data_root={data}', 'train_dataloader.batch_size=4']
     result = run_plan([RESNET20, '--flops-ratio', '0.6', '--out', str(out), '--work-dir', str(tmp_path / 'wd'),
-                       '--warmup-iters', '2', '--batches', '1', '--cfg-options', *options])
+                       '--warmup-iters', '2', '--batches', '1', '--bn-stats', 'batch', '--cfg-options', *options])
     dense, planned = (result['flops'][k]['flops']['total'] for k in ('dense', 'planned'))
     assert planned <= 0.6 * dense
     # The predicted ratio is the counted one (the head and the pooling are the same in both).
     assert planned / dense == pytest.approx(result['predicted_flops_ratio'], abs=1e-3)
     assert Config.fromfile(str(out)).model.type == 'SkipConvModel'
+    assert 'BN batch statistics' in out.read_text().splitlines()[3]
     # The measurements are reused for another budget of the same config and settings, and redone for others.
     lines = []
     again = measure_config(RESNET20, str(tmp_path / 'wd'), warmup_iters=2, num_batches=1, log=lines.append,
+                           bn_stats='batch',
                            cfg_options={'train_dataloader.dataset.data_root': data, 'train_dataloader.batch_size': 4})
     assert lines == [f'measurements reused from {tmp_path / "wd" / "sensitivity.json"}']
     assert again['layers'] == json.loads((tmp_path / 'wd' / 'sensitivity.json').read_text())['layers']
+    lines = []
+    measure_config(RESNET20, str(tmp_path / 'wd'), warmup_iters=2, num_batches=1, log=lines.append,
+                   cfg_options={'train_dataloader.dataset.data_root': data, 'train_dataloader.batch_size': 4})
+    assert lines[0].startswith('dense loss') and 'BN running statistics' in lines[0]

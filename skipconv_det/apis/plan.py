@@ -4,11 +4,14 @@ predicted loss.
 
 1. **Warm-up.** The dense config's model trains for a few hundred iterations with its own data, optimizer and
    schedule (mmengine's Runner), so that its layers compute features worth keeping.
-2. **Sensitivity.** On a few fixed training batches, in eval mode (BN's running statistics) and with the same
-   random proposals and samples for every measurement, the loss is measured with the dense model, then with each
+2. **Sensitivity.** On a few fixed training batches, in eval mode and with the same random proposals and samples
+   for every measurement, the loss is measured with the dense model, then with each
    candidate layer alone turned into a SkipConv of each candidate setting. A layer's cost of a setting is the
    loss increase; its saving is the multiply-adds of the skipped output positions, counted on the layer's output
-   grid at the batch's input size (:func:`~skipconv_det.ops.skip_mask`).
+   grid at the batch's input size (:func:`~skipconv_det.ops.skip_mask`). BN layers normalise with their running
+   statistics (``bn_stats='running'``) or, as in training, with each batch's own (``'batch'``): the running
+   statistics lag the weights while the loss still falls fast, and a loss measured with stale ones says more
+   about the lag than about the layer.
 3. **Choice.** One setting per layer (dense included) such that the model's FLOPs are at most ``flops_ratio`` of
    the dense model's and the sum of the costs is least: a multiple-choice knapsack, solved exactly by dynamic
    programming over the required saving (each saving rounded down, so the budget always holds).
@@ -21,13 +24,14 @@ with SkipConv adapts the weights, which the study of the planned config (``tools
 Measurements go to ``WORK_DIR/sensitivity.json`` and are reused for other budgets of the same config and
 settings.
 """
+import contextlib
 import copy
 import json
 import math
 import os
 import os.path as osp
 import random
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -41,6 +45,7 @@ from ..ops import SkipConv2d, skip_mask
 
 DEFAULT_SETTINGS = (SkipSetting('checkerboard'), SkipSetting('grid', True))
 DENSE = 'dense'  # the choice that leaves a layer a plain convolution
+BN_STATS = ('running', 'batch')  # what BN layers normalise with while the losses are measured
 
 
 class LayerCost(NamedTuple):
@@ -76,11 +81,30 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def mean_loss(model: nn.Module, batches: Sequence[dict], seed: int = 0) -> float:
+@contextlib.contextmanager
+def batch_statistics(model: nn.Module) -> Iterator[None]:
+    """Within the block, the model's BN layers normalise each batch with its own statistics, as in training,
+    and leave their running statistics untouched (``track_running_stats`` off); the rest keeps its mode."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.training, m.track_running_stats) for m in norms]
+    try:
+        for m in norms:
+            m.training, m.track_running_stats = True, False
+        yield
+    finally:
+        for m, (training, track) in zip(norms, saved):
+            m.training, m.track_running_stats = training, track
+
+
+def mean_loss(model: nn.Module, batches: Sequence[dict], seed: int = 0, bn_stats: str = 'running') -> float:
     """The model's total training loss (``parse_losses`` of its ``'loss'`` forward), averaged over ``batches``
-    (preprocessed data dicts), under ``no_grad`` with the same random draws for each batch."""
+    (preprocessed data dicts), under ``no_grad`` with the same random draws for each batch; BN layers normalise
+    with their running statistics (``bn_stats='running'``, the model's own mode) or each batch's (``'batch'``,
+    :func:`batch_statistics`)."""
+    if bn_stats not in BN_STATS:
+        raise ValueError(f'bn_stats must be one of {BN_STATS}, got {bn_stats!r}')
     total = 0.0
-    with torch.no_grad():
+    with torch.no_grad(), batch_statistics(model) if bn_stats == 'batch' else contextlib.nullcontext():
         for batch in batches:
             _seed_everything(seed)
             loss, _ = model.parse_losses(model(**batch, mode='loss'))
@@ -145,6 +169,7 @@ def measure_costs(model: nn.Module,
                   batches: Sequence[dict],
                   geometry: Dict[str, ConvGeometry],
                   seed: int = 0,
+                  bn_stats: str = 'running',
                   log=print) -> Tuple[float, List[LayerCost]]:
     """The dense loss and each layer's :class:`LayerCost` (see the module docstring), the model left dense.
 
@@ -155,21 +180,24 @@ def measure_costs(model: nn.Module,
         batches (Sequence[dict]): Preprocessed training batches (``data_preprocessor(batch, True)``).
         geometry (dict): :func:`layer_geometry` of the candidates.
         seed (int): Seed of the random draws of every loss evaluation. Default: 0.
+        bn_stats (str): What BN layers normalise with (:data:`BN_STATS`, :func:`mean_loss`). Default: 'running'.
         log (callable): Progress lines. Default: print.
 
     Returns:
         tuple[float, list[LayerCost]]: The dense model's mean loss and the costs, in ``names`` order.
     """
     model.eval()
-    base = mean_loss(model, batches, seed)
-    log(f'dense loss {base:.4f} on {len(batches)} batches')
+    base = mean_loss(model, batches, seed, bn_stats)
+    other = BN_STATS[1 - BN_STATS.index(bn_stats)]  # logged beside: far apart, the running statistics lag
+    log(f'dense loss {base:.4f} on {len(batches)} batches with BN {bn_stats} statistics '
+        f'({mean_loss(model, batches, seed, other):.4f} with {other} ones)')
     costs = []
     for n, name in enumerate(names, start=1):
         flops, increase = {DENSE: setting_flops(geometry[name])}, {DENSE: 0.0}
         for setting in settings:
             convert_skipconv(model, include=[name], exclude=(), **setting.conversion_kwargs())
             try:
-                increase[str(setting)] = mean_loss(model, batches, seed) - base
+                increase[str(setting)] = mean_loss(model, batches, seed, bn_stats) - base
             finally:
                 revert_skipconv(model)
             flops[str(setting)] = setting_flops(geometry[name], setting)
@@ -296,6 +324,7 @@ def measure_config(config: str,
                    warmup_iters: int = 300,
                    num_batches: int = 4,
                    seed: int = 0,
+                   bn_stats: str = 'running',
                    cfg_options: Optional[dict] = None,
                    log=print) -> Dict[str, Any]:
     """Warm up ``config``'s dense model and measure every candidate layer's cost (the module docstring's steps 1
@@ -314,7 +343,7 @@ def measure_config(config: str,
     check_custom_imports(cfg)
     key = dict(config=osp.abspath(config), config_sha1=_file_sha1(config), cfg_options=cfg_options,
                settings=[str(s) for s in settings], scope=scope and list(scope), warmup_iters=warmup_iters,
-               num_batches=num_batches, seed=seed)
+               num_batches=num_batches, seed=seed, bn_stats=bn_stats)
     path = osp.join(work_dir, 'sensitivity.json')
     if osp.exists(path):
         with open(path, encoding='utf-8') as f:
@@ -330,7 +359,7 @@ def measure_config(config: str,
     names = candidate_layers(model, scope)
     geometry = layer_geometry(model, names, inputs, samples)
     dense_flops = get_model_complexity(model, inputs[:1], samples[:1])['flops']['total']
-    dense_loss, costs = measure_costs(model, names, settings, batches, geometry, seed, log)
+    dense_loss, costs = measure_costs(model, names, settings, batches, geometry, seed, bn_stats, log)
     result = dict(key=key, scope=cfg.get('default_scope', 'mmdet'), input_shape=list(inputs.shape),
                   dense_flops=dense_flops, dense_loss=dense_loss, layers=[c._asdict() for c in costs])
     os.makedirs(work_dir, exist_ok=True)
@@ -356,7 +385,8 @@ def plan_skipconv(config: str,
         out (str, optional): The planned config. Default: ``WORK_DIR/<config name>_skipconv-plan<ratio>.py``.
         command (str): The command line, recorded in the planned config's header. Default: ''.
         log (callable): Progress lines. Default: print.
-        **measure_kwargs: ``settings``, ``scope``, ``warmup_iters``, ``num_batches``, ``seed``, ``cfg_options``
+        **measure_kwargs: ``settings``, ``scope``, ``warmup_iters``, ``num_batches``, ``seed``, ``bn_stats``,
+            ``cfg_options``
             of :func:`measure_config`.
 
     Returns:
@@ -388,7 +418,8 @@ def plan_skipconv(config: str,
               f'predicted FLOPs ratio {predicted_ratio:.3f}); layers: ' +
               ', '.join(f'{n} {c}' for c, n in counts.items()) + '.',
               f'Measured after {measured["key"]["warmup_iters"]} dense warm-up iterations on '
-              f'{measured["key"]["num_batches"]} training batches (seed {measured["key"]["seed"]}).']
+              f'{measured["key"]["num_batches"]} training batches (seed {measured["key"]["seed"]}, BN '
+              f'{measured["key"]["bn_stats"]} statistics).']
     if command:
         header.append(f'Command: {command}')
     os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)

@@ -12,7 +12,7 @@ import shlex
 import sys
 from typing import Any, Dict, List, Optional
 
-from ..apis.plan import DEFAULT_SETTINGS, format_plan, plan_skipconv
+from ..apis.plan import BN_STATS, DEFAULT_SETTINGS, format_plan, plan_skipconv
 from ..models.skip_setting import SkipSetting
 from .args import add_cfg_options_arg
 
@@ -41,6 +41,10 @@ def parse_plan_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--warmup-iters', type=int, default=300, help='dense training iterations before measuring')
     parser.add_argument('--batches', type=int, default=4, help='training batches each loss is measured on')
     parser.add_argument('--seed', type=int, default=0, help='seed of the warm-up and of the measurements')
+    parser.add_argument('--bn-stats', choices=BN_STATS, default='running',
+                        help='what BN layers normalise with while the losses are measured: their running '
+                        'statistics (eval mode) or each batch\'s own, as in training; use "batch" when the two '
+                        'dense losses the tool logs are far apart (default: running)')
     add_cfg_options_arg(parser)
     args = parser.parse_args(argv)
     if not 0 < args.flops_ratio <= 1:
@@ -56,6 +60,6 @@ def run_plan(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     command = 'python tools/plan.py ' + ' '.join(map(shlex.quote, sys.argv[1:] if argv is None else argv))
     result = plan_skipconv(args.config, args.flops_ratio, work_dir, args.out, command=command, settings=args.choices,
                            scope=args.scope, warmup_iters=args.warmup_iters, num_batches=args.batches, seed=args.seed,
-                           cfg_options=args.cfg_options)
+                           bn_stats=args.bn_stats, cfg_options=args.cfg_options)
     print(format_plan(result))
     return result
