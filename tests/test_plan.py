@@ -2,10 +2,12 @@
 predicts are the ones mmengine.analysis counts, the config it writes builds exactly the planned layers, and the
 tool runs end to end on a tiny classifier."""
 import copy
+import glob
 import itertools
 import json
 import os.path as osp
 import random
+import re
 
 import pytest
 import torch
@@ -204,3 +206,24 @@ def test_plan_tool_end_to_end(tmp_path):
     measure_config(RESNET20, str(tmp_path / 'wd'), warmup_iters=2, num_batches=1, log=lines.append,
                    cfg_options={'train_dataloader.dataset.data_root': data, 'train_dataloader.batch_size': 4})
     assert lines[0].startswith('dense loss') and 'BN running statistics' in lines[0]
+
+
+@pytest.mark.parametrize('config', sorted(glob.glob(osp.join(ROOT, 'configs', 'demo', '*-skipconv-plan*cifar10.py'))),
+                         ids=osp.basename)
+def test_committed_classification_plans_meet_their_budget(config):
+    """The planned configs in configs/demo/ still build with the current conversion and base configs, and on the
+    32x32 images they were planned on cost at most the FLOPs ratio in their name."""
+    from skipconv_det.analysis import dummy_batch, get_model_complexity
+    from skipconv_det.analysis.flops import build_model_from_config
+
+    budget = float(re.search(r'-skipconv-plan([0-9.]+)_', osp.basename(config)).group(1))
+    with open(config, encoding='utf-8') as f:
+        base = osp.join(osp.dirname(config), re.search(r"^_base_ = '(.+)'$", f.read(), re.M).group(1))
+    flops = {}
+    for name, path in (('dense', base), ('planned', config)):
+        model, scope = build_model_from_config(path)
+        inputs, samples = dummy_batch(scope, (32, 32))
+        flops[name] = get_model_complexity(model, inputs, samples)['flops']['total']
+        if name == 'planned':
+            assert any(isinstance(m, SkipConv2d) for m in model.modules())
+    assert flops['planned'] <= budget * flops['dense']
