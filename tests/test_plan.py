@@ -118,6 +118,7 @@ def test_candidates_geometry_and_costs_leave_the_model_dense(resnet20):
     names = candidate_layers(resnet20)
     assert len(names) == 21 and names[0] == 'backbone.conv1'  # every conv; the linear head is no conv
     assert candidate_layers(resnet20, exclude=('*downsample*', )) == [n for n in names if 'downsample' not in n]
+    assert candidate_layers(resnet20, kernel_sizes=[1]) == [n for n in names if 'downsample' in n] != []
     inputs = torch.rand(2, 3, 32, 32)
     from mmpretrain.structures import DataSample
     samples = [DataSample().set_gt_label(k) for k in (1, 3)]

@@ -67,10 +67,11 @@ class LayerCost(NamedTuple):
 
 
 def candidate_layers(model: nn.Module, scope: Optional[Sequence[str]] = None,
-                     exclude: Sequence[str] = PREDICTION_LAYERS) -> List[str]:
-    """Names of the convs that :func:`~skipconv_det.models.convert_skipconv` would convert with this ``scope`` and
-    ``exclude`` (the plain ``nn.Conv2d`` layers, prediction layers left out)."""
-    converted = convert_skipconv(copy.deepcopy(model), scope=scope, exclude=exclude)
+                     exclude: Sequence[str] = PREDICTION_LAYERS,
+                     kernel_sizes: Optional[Sequence[int]] = None) -> List[str]:
+    """Names of the convs that :func:`~skipconv_det.models.convert_skipconv` would convert with this ``scope``,
+    ``exclude`` and ``kernel_sizes`` (the plain ``nn.Conv2d`` layers, prediction layers left out)."""
+    converted = convert_skipconv(copy.deepcopy(model), scope=scope, exclude=exclude, kernel_sizes=kernel_sizes)
     return [name for name, module in converted.named_modules() if isinstance(module, SkipConv2d)]
 
 
@@ -321,6 +322,7 @@ def measure_config(config: str,
                    work_dir: str,
                    settings: Sequence[SkipSetting] = DEFAULT_SETTINGS,
                    scope: Optional[Sequence[str]] = None,
+                   kernel_sizes: Optional[Sequence[int]] = None,
                    warmup_iters: int = 300,
                    num_batches: int = 4,
                    seed: int = 0,
@@ -342,8 +344,9 @@ def measure_config(config: str,
         cfg.merge_from_dict(cfg_options)
     check_custom_imports(cfg)
     key = dict(config=osp.abspath(config), config_sha1=_file_sha1(config), cfg_options=cfg_options,
-               settings=[str(s) for s in settings], scope=scope and list(scope), warmup_iters=warmup_iters,
-               num_batches=num_batches, seed=seed, bn_stats=bn_stats)
+               settings=[str(s) for s in settings], scope=scope and list(scope),
+               kernel_sizes=kernel_sizes and list(kernel_sizes), warmup_iters=warmup_iters, num_batches=num_batches,
+               seed=seed, bn_stats=bn_stats)
     path = osp.join(work_dir, 'sensitivity.json')
     if osp.exists(path):
         with open(path, encoding='utf-8') as f:
@@ -356,7 +359,7 @@ def measure_config(config: str,
     loader = iter(runner.train_dataloader)
     batches = [model.data_preprocessor(next(loader), True) for _ in range(num_batches)]
     inputs, samples = batches[0]['inputs'], batches[0]['data_samples']
-    names = candidate_layers(model, scope)
+    names = candidate_layers(model, scope, kernel_sizes=kernel_sizes)
     geometry = layer_geometry(model, names, inputs, samples)
     dense_flops = get_model_complexity(model, inputs[:1], samples[:1])['flops']['total']
     dense_loss, costs = measure_costs(model, names, settings, batches, geometry, seed, bn_stats, log)
@@ -385,8 +388,8 @@ def plan_skipconv(config: str,
         out (str, optional): The planned config. Default: ``WORK_DIR/<config name>_skipconv-plan<ratio>.py``.
         command (str): The command line, recorded in the planned config's header. Default: ''.
         log (callable): Progress lines. Default: print.
-        **measure_kwargs: ``settings``, ``scope``, ``warmup_iters``, ``num_batches``, ``seed``, ``bn_stats``,
-            ``cfg_options``
+        **measure_kwargs: ``settings``, ``scope``, ``kernel_sizes``, ``warmup_iters``, ``num_batches``, ``seed``,
+            ``bn_stats``, ``cfg_options``
             of :func:`measure_config`.
 
     Returns:

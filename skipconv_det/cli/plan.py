@@ -38,6 +38,9 @@ def parse_plan_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--scope', nargs='+', metavar='NAME',
                         help='top-level components whose convs are candidates (default: all; prediction layers '
                         'always stay dense)')
+    parser.add_argument('--kernel-sizes', nargs='+', type=int, metavar='K',
+                        help='only convs of these square kernel sizes are candidates, e.g. 1 for the 1x1 convs of '
+                        'a MobileNetV2 (default: every size)')
     parser.add_argument('--warmup-iters', type=int, default=300, help='dense training iterations before measuring')
     parser.add_argument('--batches', type=int, default=4, help='training batches each loss is measured on')
     parser.add_argument('--seed', type=int, default=0, help='seed of the warm-up and of the measurements')
@@ -59,7 +62,8 @@ def run_plan(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     work_dir = args.work_dir or osp.join('work_dirs', 'plan', osp.splitext(osp.basename(args.config))[0])
     command = 'python tools/plan.py ' + ' '.join(map(shlex.quote, sys.argv[1:] if argv is None else argv))
     result = plan_skipconv(args.config, args.flops_ratio, work_dir, args.out, command=command, settings=args.choices,
-                           scope=args.scope, warmup_iters=args.warmup_iters, num_batches=args.batches, seed=args.seed,
-                           bn_stats=args.bn_stats, cfg_options=args.cfg_options)
+                           scope=args.scope, kernel_sizes=args.kernel_sizes, warmup_iters=args.warmup_iters,
+                           num_batches=args.batches, seed=args.seed, bn_stats=args.bn_stats,
+                           cfg_options=args.cfg_options)
     print(format_plan(result))
     return result
