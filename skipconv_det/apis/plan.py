@@ -400,8 +400,7 @@ def plan_skipconv(config: str,
     Raises:
         ValueError: On a ratio outside (0, 1] or one no choice of settings meets.
     """
-    from ..analysis import dummy_batch
-    from ..analysis.flops import build_model_from_config
+    from ..analysis.flops import compare_flops
 
     if not 0 < flops_ratio <= 1:
         raise ValueError(f'flops_ratio must lie in (0, 1], got {flops_ratio}')
@@ -429,12 +428,9 @@ def plan_skipconv(config: str,
     with open(out, 'w', encoding='utf-8') as f:
         f.write(format_plan_config(config, out, plan, header))
 
-    shape = tuple(measured['input_shape'][-2:])
-    flops = {}
-    for name, path in (('dense', config), ('planned', out)):
-        model, scope = build_model_from_config(path, measure_kwargs.get('cfg_options'))
-        inputs, samples = dummy_batch(scope, shape)
-        flops[name] = get_model_complexity(model, inputs, samples)
+    # The planned model against itself reverted to dense: the same count as `tools/get_flops.py` prints.
+    counted = compare_flops(out, tuple(measured['input_shape'][-2:]), measure_kwargs.get('cfg_options'))
+    flops = dict(dense=counted['dense'], planned=counted['skipconv'])
     return dict(config=out, plan=plan, predicted_loss_increase=increase, predicted_flops_ratio=predicted_ratio,
                 flops=flops, layers=measured['layers'])
 
