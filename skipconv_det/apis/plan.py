@@ -394,8 +394,9 @@ def plan_skipconv(config: str,
 
     Returns:
         dict: ``config`` (the written file), ``plan`` (layer -> choice), ``predicted_loss_increase``,
-        ``predicted_flops_ratio``, ``flops`` (:func:`~skipconv_det.analysis.get_model_complexity` of the dense
-        and the planned config's freshly built models, on one input of the measured size) and ``layers``.
+        ``predicted_flops_ratio``, ``flops`` (:func:`~skipconv_det.analysis.get_model_complexity` of the planned
+        config's freshly built model, ``'planned'``, and of that model reverted to dense, ``'dense'``, on one input of
+        the measured size) and ``layers``.
 
     Raises:
         ValueError: On a ratio outside (0, 1] or one no choice of settings meets.
