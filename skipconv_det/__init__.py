@@ -5,8 +5,8 @@ type this project's configs name:
 
 - on mmengine's root registries, visible from the mmdet and mmpretrain scopes alike: the ``SkipConv`` conv type and
   the ``SkipConvModel`` builder (MODELS), ``ResumableEpochBasedTrainLoop`` (LOOPS), ``RandomStateHook``,
-  ``ChannelsLastHook``, ``CompileHook`` and ``LatticeInferenceHook`` (HOOKS), ``CPUAmpOptimWrapper``
-  (OPTIM_WRAPPERS);
+  ``ChannelsLastHook``, ``CompileHook``, ``DenseWarmupHook`` and ``LatticeInferenceHook`` (HOOKS),
+  ``CPUAmpOptimWrapper`` (OPTIM_WRAPPERS);
 - where mmdet is installed, on mmdet's MODELS: ``ConvCfgRPNHead``;
 - where mmpretrain is installed, on mmpretrain's MODELS: ``CifarResNet`` and ``MobileNetV2_CIFAR``, and on its
   DATASETS: ``UnverifiedCIFAR10`` and ``UnverifiedCIFAR100``.

@@ -7,7 +7,8 @@ from mmengine.config import Config
 
 # The types a config can name only once skipconv_det is imported (see the package docstring).
 _OWN_TYPES = ('SkipConv', 'SkipConvModel', 'ConvCfgRPNHead', 'CifarResNet', 'MobileNetV2_CIFAR', 'UnverifiedCIFAR10',
-              'UnverifiedCIFAR100', 'ResumableEpochBasedTrainLoop', 'RandomStateHook', 'CPUAmpOptimWrapper')
+              'UnverifiedCIFAR100', 'ResumableEpochBasedTrainLoop', 'RandomStateHook', 'DenseWarmupHook',
+              'CPUAmpOptimWrapper')
 
 
 def _types(node) -> Iterator[str]:

@@ -1,0 +1,16 @@
+# MobileNetV2 of the classification study with checkerboard 'linear' SkipConv on its 1x1 convs (the study's
+# 'checkerboard linear, 1x1 convs only'), trained as a dense model for its first 6 of 24 epochs (DenseWarmupHook)
+# and as SkipConv from then on. Inference FLOPs are those of the 1x1-only model; training FLOPs are
+# (6 + 18 * r) / 24 of dense for that model's ratio r.
+_base_ = 'mobilenet-v2-w0.5_1xb64-24e_synthetic-cifar10.py'
+custom_imports = dict(imports=['skipconv_det'], allow_failed_imports=False)
+
+model = dict(
+    _delete_=True,
+    type='SkipConvModel',
+    model={{_base_.model}},
+    skip_pattern='checkerboard',
+    shift_channels=False,
+    fill='linear',
+    kernel_sizes=[1])
+custom_hooks = [dict(type='ChannelsLastHook'), dict(type='DenseWarmupHook', epochs=6)]
