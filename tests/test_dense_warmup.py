@@ -1,5 +1,6 @@
 """DenseWarmupHook: a SkipConv model trains as a dense one for its first epochs, then with its own patterns; the
-warm-up config of the classification study builds and switches through mmengine's Runner."""
+warm-up configs of the classification study and of the detection demo build and switch through mmengine's
+Runner."""
 import glob
 import os.path as osp
 from types import SimpleNamespace
@@ -17,7 +18,8 @@ from skipconv_det import SkipConv2d
 from skipconv_det.engine import DenseWarmupHook, check_custom_imports
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-WARMUP_CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', 'demo', '*-warmup*_*.py')))
+CLS_WARMUP_CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', 'demo', '*-warmup*_*cifar10.py')))
+DET_WARMUP_CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', 'demo', '*-warmup*_*coco.py')))
 
 
 def _model():
@@ -122,11 +124,11 @@ class _PatternsPerEpoch(Hook):
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize('config', WARMUP_CONFIGS, ids=osp.basename)
-def test_warmup_configs_switch_after_their_warmup_epochs(config, tmp_path):
+@pytest.mark.parametrize('config', CLS_WARMUP_CONFIGS, ids=osp.basename)
+def test_cls_warmup_configs_switch_after_their_warmup_epochs(config, tmp_path):
     from skipconv_det.datasets.synthetic_cls import use_generated_data, write_cifar
 
-    assert len(WARMUP_CONFIGS) >= 2
+    assert len(CLS_WARMUP_CONFIGS) >= 2
     cfg = Config.fromfile(config)
     check_custom_imports(cfg)
     assert [h.type for h in cfg.custom_hooks] == ['ChannelsLastHook', 'DenseWarmupHook']
@@ -136,10 +138,34 @@ def test_warmup_configs_switch_after_their_warmup_epochs(config, tmp_path):
     cfg.default_hooks.checkpoint = None
     cfg.work_dir = str(tmp_path / 'work')
     runner = Runner.from_cfg(cfg)
-    built = set(_patterns(runner.model))
-    assert built and 'none' not in built
     if '-1x1-' in osp.basename(config):  # the study's '1x1 convs only'
         assert {m.kernel_size for m in runner.model.modules() if isinstance(m, SkipConv2d)} == {(1, 1)}
+    _check_switch(runner)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize('config', DET_WARMUP_CONFIGS, ids=osp.basename)
+def test_det_warmup_configs_switch_after_their_warmup_epochs(config, tmp_path):
+    from skipconv_det.apis.demo import demo_config
+    from skipconv_det.datasets import generate_synthetic_coco
+
+    assert len(DET_WARMUP_CONFIGS) >= 2
+    data_root = str(tmp_path / 'data')
+    generate_synthetic_coco(data_root, num_train=4, num_val=2, seed=0)
+    cfg = demo_config(config, str(tmp_path / 'work'), data_root, seed=0, cfg_options={
+        'train_dataloader.batch_size': 2, 'train_dataloader.num_workers': 0,
+        'train_dataloader.persistent_workers': False, 'default_hooks.checkpoint': None})
+    check_custom_imports(cfg)
+    assert [h.type for h in cfg.custom_hooks] == ['DenseWarmupHook']
+    cfg.custom_hooks[0].epochs = 1
+    cfg.train_cfg = dict(by_epoch=True, max_epochs=2, val_interval=100)
+    _check_switch(Runner.from_cfg(cfg))
+
+
+def _check_switch(runner):
+    """Train the runner's 2 epochs: the first with every SkipConv layer dense, the second as built."""
+    built = set(_patterns(runner.model))
+    assert built and 'none' not in built
     recorder = _PatternsPerEpoch()
     runner.register_hook(recorder)
     runner.train()
